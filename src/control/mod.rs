@@ -1,0 +1,30 @@
+//! The control contract shared by the CLI and the daemon.
+//!
+//! Everything that crosses the D-Bus boundary is defined here once: the typed option sets and
+//! their `a{sv}` encoding, the newtypes that user strings become at the edge, the error enum
+//! with its D-Bus names, the daemon-side interface and the client-side proxy, and the rule
+//! that picks a transport. Domain code (`router`, `service/`, `proxy/`) never imports zbus.
+
+mod error;
+mod host;
+mod options;
+mod path_prefix;
+mod service_name;
+mod service_summary;
+mod target_address;
+mod transport;
+mod wire_value;
+
+pub use error::ControlError;
+pub use host::Host;
+pub use options::{DeployOptions, OptionDict, PauseOptions, StopOptions};
+pub use path_prefix::PathPrefix;
+pub use service_name::ServiceName;
+pub use service_summary::ServiceSummary;
+pub use target_address::TargetAddress;
+pub use transport::{socket_path, BusChoice, SOCKET_FILE_NAME};
+
+/// The well-known bus name, object path and interface name (fixed contract).
+pub const BUS_NAME: &str = "org.kamal.Proxy1";
+pub const OBJECT_PATH: &str = "/org/kamal/Proxy1";
+pub const INTERFACE: &str = "org.kamal.Proxy1";

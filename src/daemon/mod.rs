@@ -1,0 +1,5 @@
+//! The daemon: startup and shutdown order, listeners, logging.
+
+mod config;
+
+pub use config::RunConfig;

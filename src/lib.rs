@@ -1,0 +1,16 @@
+//! kamal-proxy: a zero-downtime deploy proxy for Kamal, as a systemd-native host service.
+//!
+//! The map, from the edge inwards:
+//! - `cli`: the Kamal-compatible command line; every subcommand but `run` is one control call.
+//! - `control`: the contract CLI and daemon share (options, errors, D-Bus interface, transport).
+//! - `daemon`: startup and shutdown order, listeners, logging.
+//! - `router`: the typed control API (`Router::deploy`, ...) that owns every service.
+//! - `routing`: the immutable host/path table the data plane reads without locks.
+//! - `service`: a service's targets, health checks, load balancing, pause/stop and draining.
+//! - `proxy`: the data plane: accept, route, forward, error pages, request log.
+//! - `state`: the persisted routing table.
+
+pub mod control;
+pub mod daemon;
+pub mod go_duration;
+pub mod service;
