@@ -1,0 +1,975 @@
+//! Shared fixtures for the integration tests: the real `kamal-proxy` binary and real peers.
+//!
+//! - [`Proxy`]: a daemon in its own temporary directory (control socket, state directory,
+//!   HOME), listening on an ephemeral port on 127.0.0.1. Its JSON log lines are collected
+//!   in the background so tests can assert on them; [`Proxy::cli`] runs the same binary as a
+//!   client against it; [`Proxy::restart`] keeps the state directory. Killed on drop.
+//! - [`Backend`]: an upstream application on 127.0.0.1:0 serving on the test's tokio
+//!   runtime. Every path answers 200 with a JSON echo of the request (`name`, `method`,
+//!   `path`, `query`, `headers`); `/up` answers a switchable status; `/slow?ms=N` sleeps
+//!   first; `/ws` is a WebSocket echo. Every request is recorded. Stopped on drop.
+//! - HTTP helpers: [`HttpClient`] (pooled keep-alive), [`get`] / [`send`] (a fresh
+//!   connection each), [`raw_request`] (bytes over TCP, for malformed requests).
+//! - [`poll_until`]: wait for a condition with a deadline instead of sleeping.
+//!
+//! Tests use `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` so that a
+//! blocking CLI call and the backends can make progress at the same time. Every test gets
+//! its own daemon, backends and ports, so tests run in parallel.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::{self, protocol::Role};
+use tokio_util::sync::CancellationToken;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_kamal-proxy");
+
+/// How long the daemon may take to print `Server started`.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The longest any single HTTP exchange in a test may take before the test fails.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------
+// Polling
+// ---------------------------------------------------------------------------------------
+
+/// Polls `condition` every 20 ms until it holds; panics with `what` after `timeout`.
+pub async fn poll_until<F, Fut>(timeout: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The daemon
+// ---------------------------------------------------------------------------------------
+
+/// A running `kamal-proxy run`, with its own directory, socket and state.
+pub struct Proxy {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    port: u16,
+    /// Every stdout line of every incarnation of the daemon, in order.
+    logs: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    /// `--bus` given to the daemon (`none` unless started on a test bus).
+    bus: String,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Proxy {
+    /// A daemon serving only its peer-to-peer socket.
+    pub fn start() -> Proxy {
+        Self::start_with(|_| {})
+    }
+
+    /// A daemon whose state directory is prepared by `prepare` before it starts (to plant a
+    /// state file written by the Go proxy, for example).
+    pub fn start_with(prepare: impl FnOnce(&PathBuf)) -> Proxy {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        let state_dir = dir.path().join("state");
+        std::fs::create_dir_all(&state_dir).expect("create state dir");
+        prepare(&state_dir);
+        let mut proxy = Proxy {
+            dir,
+            child: None,
+            port: 0,
+            logs: Arc::default(),
+            stderr: Arc::default(),
+            bus: "none".to_string(),
+            extra_env: Vec::new(),
+        };
+        proxy.spawn();
+        proxy
+    }
+
+    /// A daemon that also owns `org.kamal.Proxy1` on the bus at `address`.
+    pub fn start_on_bus(address: &str) -> Proxy {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        std::fs::create_dir_all(dir.path().join("state")).expect("create state dir");
+        let mut proxy = Proxy {
+            dir,
+            child: None,
+            port: 0,
+            logs: Arc::default(),
+            stderr: Arc::default(),
+            bus: address.to_string(),
+            extra_env: Vec::new(),
+        };
+        proxy.spawn();
+        proxy
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("kamal-proxy.sock")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir().join("kamal-proxy.state")
+    }
+
+    /// The HTTP port the daemon reported in `Server started`.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// A `Command` for the binary with this proxy's environment (socket, state, HOME).
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .env("KAMAL_PROXY_SOCKET", self.socket_path())
+            .env("STATE_DIRECTORY", self.state_dir())
+            .env("HOME", self.dir.path())
+            .env_remove("RUNTIME_DIRECTORY")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("HTTP_PORT")
+            .env_remove("KAMAL_PROXY_HTTP_PORT");
+        for (name, value) in &self.extra_env {
+            command.env(name, value);
+        }
+        command
+    }
+
+    fn spawn(&mut self) {
+        let mut child = self
+            .command()
+            .args([
+                "--bus",
+                &self.bus,
+                "run",
+                "--http-port",
+                "0",
+                "--https-port",
+                "0",
+            ])
+            .args(["--bind", "127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kamal-proxy run");
+        let first_new_line = self.logs.lock().unwrap().len();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let logs = Arc::clone(&self.logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                logs.lock().unwrap().push(line);
+            }
+        });
+        let stderr = child.stderr.take().expect("piped stderr");
+        let errors = Arc::clone(&self.stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                errors.lock().unwrap().push(line);
+            }
+        });
+        self.child = Some(child);
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let started = self.logs.lock().unwrap()[first_new_line..]
+                .iter()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .find(|entry| entry["msg"] == "Server started");
+            if let Some(entry) = started {
+                self.port = entry["http"]
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or_else(|| panic!("`Server started` without an http port: {entry}"));
+                assert_ne!(self.port, 0, "`Server started` reported port 0: {entry}");
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100)); // let the readers drain the pipes
+                panic!(
+                    "kamal-proxy run exited with {status} before `Server started`\nstdout:\n{}\nstderr:\n{}",
+                    self.logs.lock().unwrap().join("\n"),
+                    self.stderr.lock().unwrap().join("\n")
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "kamal-proxy run printed no `Server started` within {START_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
+                    self.logs.lock().unwrap().join("\n"),
+                    self.stderr.lock().unwrap().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the daemon to exit; returns its exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon is running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: plain kill(2) on the pid of a child we spawned and have not reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for daemon") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("kamal-proxy did not exit within 15s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the daemon gracefully and starts a new one on the same state directory.
+    pub fn restart(&mut self) {
+        let status = self.terminate();
+        assert!(status.success(), "daemon exited with {status} on SIGTERM");
+        self.spawn();
+    }
+
+    /// Runs the CLI against this daemon and returns its output.
+    pub async fn cli(&self, args: &[&str]) -> Output {
+        let mut command = tokio::process::Command::from(self.command());
+        command.args(args).stdin(Stdio::null()).kill_on_drop(true);
+        tokio::time::timeout(Duration::from_secs(60), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("`kamal-proxy {}` took over 60s", args.join(" ")))
+            .expect("run the kamal-proxy CLI")
+    }
+
+    /// Runs the CLI and asserts it succeeded silently (exit 0, nothing printed).
+    pub async fn cli_ok(&self, args: &[&str]) {
+        let output = self.cli(args).await;
+        assert_success_silent(&output, args);
+    }
+
+    /// Runs the CLI and asserts it failed with exit 1 and exactly `Error: <message>`.
+    pub async fn cli_err(&self, args: &[&str], message: &str) {
+        let output = self.cli(args).await;
+        assert_error(&output, args, message);
+    }
+
+    /// `deploy <service> --target=<target>` with a fast health-check interval, plus `extra`.
+    pub async fn deploy(&self, service: &str, target: &str, extra: &[&str]) {
+        let target = format!("--target={target}");
+        let mut args = vec![
+            "deploy",
+            service,
+            &target,
+            "--health-check-interval=100ms",
+            "--deploy-timeout=10s",
+            "--drain-timeout=5s",
+        ];
+        args.extend_from_slice(extra);
+        self.cli_ok(&args).await;
+    }
+
+    /// `list --json`, parsed.
+    pub async fn list_json(&self) -> Value {
+        let output = self.cli(&["list", "--json"]).await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "list --json failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "list --json printed invalid JSON ({e}): {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    /// Every JSON log line printed so far (lines that are not JSON are skipped).
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// The raw stdout lines printed so far.
+    pub fn raw_logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line that satisfies `matches`, and returns it.
+    pub async fn wait_for_log(&self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let mut found = None;
+        poll_until(Duration::from_secs(10), what, || {
+            found = self.logs().into_iter().find(|entry| matches(entry));
+            std::future::ready(found.is_some())
+        })
+        .await;
+        found.expect("poll_until returned, so a line matched")
+    }
+
+    /// Waits for the `Request` log line of the request with `X-Request-ID: request_id`.
+    pub async fn request_log(&self, request_id: &str) -> Value {
+        self.wait_for_log(&format!("Request log line for {request_id}"), |entry| {
+            entry["msg"] == "Request" && entry["request_id"] == request_id
+        })
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Asserts a CLI call exited 0 and printed nothing.
+pub fn assert_success_silent(output: &Output, args: &[&str]) {
+    assert_eq!(
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).as_ref(),
+            String::from_utf8_lossy(&output.stderr).as_ref()
+        ),
+        (Some(0), "", ""),
+        "`kamal-proxy {}` should succeed silently",
+        args.join(" ")
+    );
+}
+
+/// Asserts a CLI call exited 1 with exactly `Error: <message>\n` on stderr and no stdout.
+pub fn assert_error(output: &Output, args: &[&str], message: &str) {
+    assert_eq!(
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).as_ref(),
+            String::from_utf8_lossy(&output.stderr).as_ref()
+        ),
+        (Some(1), "", format!("Error: {message}\n").as_str()),
+        "`kamal-proxy {}` should fail with this message",
+        args.join(" ")
+    );
+}
+
+/// Asserts a CLI call exited 1 with `Error: ...` on stderr that mentions every `needle`.
+pub fn assert_error_naming(output: &Output, args: &[&str], needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "`kamal-proxy {}` should exit 1; stderr: {stderr}",
+        args.join(" ")
+    );
+    assert!(
+        stderr.starts_with("Error: ") && stderr.ends_with('\n') && stderr.lines().count() == 1,
+        "`kamal-proxy {}` should print one `Error: ` line, printed: {stderr:?}",
+        args.join(" ")
+    );
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "`kamal-proxy {}`: error {stderr:?} should name {needle:?}",
+            args.join(" ")
+        );
+    }
+    assert!(
+        output.stdout.is_empty(),
+        "nothing on stdout: {:?}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The upstream application
+// ---------------------------------------------------------------------------------------
+
+/// One request a [`Backend`] received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Lower-case names, in arrival order, repeated names kept.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Recorded {
+    /// Every value of header `name`, in order.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_values(name).first().copied()
+    }
+}
+
+struct BackendState {
+    name: String,
+    /// Status `/up` answers with.
+    up_status: AtomicU16,
+    requests: Mutex<Vec<Recorded>>,
+    /// Requests being handled right now.
+    in_flight: AtomicUsize,
+    /// WebSocket sessions that ended (the peer closed or the connection broke).
+    websockets_closed: AtomicUsize,
+    stopped: AtomicBool,
+}
+
+/// An upstream application; see the module docs for what it answers.
+pub struct Backend {
+    addr: SocketAddr,
+    state: Arc<BackendState>,
+    cancel: CancellationToken,
+}
+
+impl Backend {
+    /// Starts serving on 127.0.0.1 on an ephemeral port; healthy (`/up` -> 200).
+    pub async fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let addr = listener.local_addr().expect("backend address");
+        let state = Arc::new(BackendState {
+            name: name.to_string(),
+            up_status: AtomicU16::new(200),
+            requests: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            websockets_closed: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+        });
+        let cancel = CancellationToken::new();
+        tokio::spawn(accept_loop(listener, Arc::clone(&state), cancel.clone()));
+        Backend {
+            addr,
+            state,
+            cancel,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `127.0.0.1:<port>`, as given to `--target`.
+    pub fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.addr.port())
+    }
+
+    /// `/up` answers 200 when healthy, 503 otherwise.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.set_up_status(if healthy { 200 } else { 503 });
+    }
+
+    pub fn set_up_status(&self, status: u16) {
+        self.state.up_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Everything received so far, health checks included.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The requests received for `path`.
+    pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    /// How many requests for `path` arrived.
+    pub fn count(&self, path: &str) -> usize {
+        self.requests_to(path).len()
+    }
+
+    /// Requests that are not health checks (`User-Agent: kamal-proxy`).
+    pub fn app_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.header("user-agent") != Some("kamal-proxy"))
+            .collect()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn websockets_closed(&self) -> usize {
+        self.state.websockets_closed.load(Ordering::SeqCst)
+    }
+
+    /// Closes the listener and every open connection.
+    pub fn stop(&self) {
+        self.state.stopped.store(true, Ordering::SeqCst);
+        self.cancel.cancel();
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<BackendState>, cancel: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+        };
+        let state = Arc::clone(&state);
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let state = Arc::clone(&state);
+                let cancel = cancel.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(request, state, cancel).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            // Dropping the connection future closes the socket (a stopped backend).
+            let _ = connection.await;
+        });
+    }
+}
+
+/// Decrements the in-flight count however the handler ends (it may be dropped mid-sleep).
+struct InFlight(Arc<BackendState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn answer(
+    request: Request<Incoming>,
+    state: Arc<BackendState>,
+    cancel: CancellationToken,
+) -> http::Response<Full<Bytes>> {
+    state.in_flight.fetch_add(1, Ordering::SeqCst);
+    let _in_flight = InFlight(Arc::clone(&state));
+    let recorded = Recorded {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+        query: request.uri().query().map(str::to_string),
+        headers: request
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+    };
+    state.requests.lock().unwrap().push(recorded.clone());
+
+    if recorded.path == "/up" {
+        let status = state.up_status.load(Ordering::SeqCst);
+        return http::Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from_static(b"")))
+            .expect("valid response");
+    }
+    if recorded.path == "/ws" {
+        return websocket(request, state, cancel);
+    }
+    if recorded.path == "/slow" {
+        let ms = recorded
+            .query
+            .as_deref()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let _ = request.into_body().collect().await;
+    echo(&state.name, &recorded)
+}
+
+/// The JSON echo every ordinary path answers with.
+fn echo(name: &str, recorded: &Recorded) -> http::Response<Full<Bytes>> {
+    let mut headers: BTreeMap<String, Value> = BTreeMap::new();
+    for (n, v) in &recorded.headers {
+        match headers.get_mut(n) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(v);
+            }
+            _ => {
+                headers.insert(n.clone(), Value::String(v.clone()));
+            }
+        }
+    }
+    let body = json!({
+        "name": name,
+        "method": recorded.method,
+        "path": recorded.path,
+        "query": recorded.query,
+        "headers": headers,
+    });
+    http::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("x-backend", name)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid response")
+}
+
+fn websocket(
+    request: Request<Incoming>,
+    state: Arc<BackendState>,
+    cancel: CancellationToken,
+) -> http::Response<Full<Bytes>> {
+    let Some(key) = request.headers().get("sec-websocket-key").cloned() else {
+        return http::Response::builder()
+            .status(400)
+            .body(Full::new(Bytes::from_static(b"not a websocket request")))
+            .expect("valid response");
+    };
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(request).await else {
+            state.websockets_closed.fetch_add(1, Ordering::SeqCst);
+            return;
+        };
+        let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        loop {
+            let message = tokio::select! {
+                _ = cancel.cancelled() => break,
+                message = socket.next() => message,
+            };
+            match message {
+                Some(Ok(message)) if message.is_text() || message.is_binary() => {
+                    if socket.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(tungstenite::Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+        state.websockets_closed.fetch_add(1, Ordering::SeqCst);
+    });
+    http::Response::builder()
+        .status(101)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-accept", accept)
+        .body(Full::new(Bytes::new()))
+        .expect("valid response")
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP clients
+// ---------------------------------------------------------------------------------------
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Response {
+    pub fn status(&self) -> u16 {
+        self.status.as_u16()
+    }
+
+    /// The body as JSON (a backend's echo); panics with the body if it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "expected a JSON echo, got {} ({e}): {}",
+                self.status, self.body
+            )
+        })
+    }
+
+    /// The single value of header `name`, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header"))
+    }
+
+    /// Asserts this is the proxy's built-in error page for `status` with `title`.
+    pub fn assert_error_page(&self, status: u16, title: &str) {
+        assert_eq!(self.status(), status, "body: {}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("text/html; charset=utf-8"),
+            "error pages are HTML"
+        );
+        assert!(
+            self.body.contains(&format!("<title>{title}</title>")),
+            "expected the built-in page titled {title:?}, got: {}",
+            self.body
+        );
+    }
+
+    /// The echoing backend's name.
+    pub fn backend(&self) -> String {
+        assert_eq!(self.status(), 200, "body: {}", self.body);
+        self.json()["name"]
+            .as_str()
+            .expect("echo has a name")
+            .to_string()
+    }
+}
+
+/// A pooled keep-alive HTTP/1.1 client aimed at one proxy port.
+#[derive(Clone)]
+pub struct HttpClient {
+    port: u16,
+    inner: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+}
+
+impl HttpClient {
+    pub fn new(port: u16) -> HttpClient {
+        HttpClient {
+            port,
+            inner: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(4)
+                .build_http(),
+        }
+    }
+
+    /// `GET path` with `Host: host`.
+    pub async fn get(&self, host: &str, path: &str) -> Response {
+        self.send(Method::GET, host, path, &[]).await
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        self.try_send(method, host, path, headers)
+            .await
+            .unwrap_or_else(|e| panic!("request to {host}{path} failed: {e}"))
+    }
+
+    /// Like [`HttpClient::send`] but returns transport errors instead of panicking.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, String> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://127.0.0.1:{}{path}", self.port))
+            .header("host", host);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let response = self
+                .inner
+                .request(request)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map_err(|e| format!("{e:?}"))?;
+            Ok(Response {
+                status: parts.status,
+                headers: parts.headers,
+                body: String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+            })
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("no response within {REQUEST_TIMEOUT:?}"))?
+    }
+}
+
+/// `GET path` with `Host: host` on a fresh connection.
+pub async fn get(port: u16, host: &str, path: &str) -> Response {
+    send(port, Method::GET, host, path, &[]).await
+}
+
+/// One request on a fresh connection (`Connection: close` is not added; the connection is
+/// simply dropped afterwards).
+pub async fn send(
+    port: u16,
+    method: Method,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    try_send(port, method, host, path, headers)
+        .await
+        .unwrap_or_else(|e| panic!("request to {host}{path} failed: {e}"))
+}
+
+/// Like [`send`] but returns transport errors instead of panicking.
+pub async fn try_send(
+    port: u16,
+    method: Method,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
+    let exchange = async {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| format!("{e:?}"))?;
+        Ok(Response {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+        })
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("no response within {REQUEST_TIMEOUT:?}"))?
+}
+
+/// Writes `request` verbatim to the proxy and reads until the proxy closes the connection
+/// (send `Connection: close`). Returns everything read.
+pub async fn raw_request(port: u16, request: &[u8]) -> String {
+    let exchange = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to proxy");
+        stream.write_all(request).await.expect("write request");
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .expect("the proxy answered and closed the connection")
+}
+
+/// A WebSocket client connection through the proxy.
+pub type WebSocket = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// Opens a WebSocket to `ws://<host><path>` through the proxy on `port`.
+pub async fn websocket_connect(port: u16, host: &str, path: &str) -> WebSocket {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to proxy");
+    let url = format!("ws://{host}{path}");
+    let (socket, response) = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        tokio_tungstenite::client_async(url.as_str(), stream),
+    )
+    .await
+    .expect("WebSocket handshake within the timeout")
+    .unwrap_or_else(|e| panic!("WebSocket handshake through the proxy failed: {e}"));
+    assert_eq!(response.status().as_u16(), 101);
+    socket
+}
+
+/// Sends `text` and expects it echoed back.
+pub async fn websocket_echo(socket: &mut WebSocket, text: &str) {
+    socket
+        .send(tungstenite::Message::text(text))
+        .await
+        .expect("send WebSocket message");
+    let reply = tokio::time::timeout(REQUEST_TIMEOUT, socket.next())
+        .await
+        .expect("echo within the timeout")
+        .expect("connection open")
+        .expect("a message");
+    assert_eq!(reply.into_text().expect("text reply").as_str(), text);
+}
