@@ -105,7 +105,7 @@ async fn redeploys_under_load_without_failing_a_request() {
             tally.ok
         );
         assert!(
-            tally.by_backend.get("blue").is_some() && tally.by_backend.get("green").is_some(),
+            tally.by_backend.contains_key("blue") && tally.by_backend.contains_key("green"),
             "{kind} connections reached both targets: {:?}",
             tally.by_backend
         );
