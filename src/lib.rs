@@ -13,4 +13,5 @@
 pub mod control;
 pub mod daemon;
 pub mod go_duration;
+pub mod routing;
 pub mod service;
