@@ -14,3 +14,4 @@ pub mod control;
 pub mod daemon;
 pub mod go_duration;
 pub mod service;
+pub mod state;
