@@ -15,3 +15,4 @@ pub mod daemon;
 pub mod go_duration;
 pub mod routing;
 pub mod service;
+pub mod state;
