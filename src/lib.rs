@@ -13,6 +13,9 @@
 pub mod control;
 pub mod daemon;
 pub mod go_duration;
+pub mod logging;
+pub mod proxy;
+pub mod router;
 pub mod routing;
 pub mod service;
 pub mod state;

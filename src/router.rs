@@ -23,6 +23,7 @@ use crate::service::health_check::HealthClient;
 use crate::service::load_balancer::LoadBalancer;
 use crate::service::options::{self, DeployTimings, DEFAULT_DRAIN_TIMEOUT};
 use crate::service::pause_controller::{PauseController, PauseStatus, DEFAULT_MAX_PAUSE};
+use crate::service::target::DrainMode;
 use crate::service::Service;
 use crate::state::{LoadOutcome, SavedPause, SavedService, StateFile};
 
@@ -200,14 +201,11 @@ impl Router {
             .map(|existing| Arc::clone(&existing.pause))
             .unwrap_or_else(|| Arc::new(PauseController::new(PauseStatus::default())));
         let service = Arc::new(Service { name: name.clone(), options: service_options, target_options, active, pause });
-        let previous = match self.install(&name, Some(service)) {
-            Ok(previous) => previous,
-            Err(error) => return Err(error),
-        };
+        let previous = self.install(&name, Some(service))?;
         self.save().await;
         if let Some(previous) = previous {
             previous.active.stop_health_checks().await;
-            previous.active.drain(timings.drain_timeout).await;
+            previous.active.drain(timings.drain_timeout, DrainMode::Retire).await;
         }
         tracing::info!(service = %name, targets = ?target_list, "Deployed");
         Ok(())
@@ -244,7 +242,7 @@ impl Router {
     }
 
     async fn drain_for_pause(&self, service: &Service, drain_timeout: Option<std::time::Duration>) {
-        service.active.drain(drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT)).await;
+        service.active.drain(drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT), DrainMode::Reopen).await;
         tracing::info!(service = %service.name, "Service drained");
     }
 

@@ -7,8 +7,10 @@
 
 mod error;
 mod host;
+mod interface;
 mod options;
 mod path_prefix;
+mod server;
 mod service_name;
 mod service_summary;
 mod target_address;
@@ -20,6 +22,7 @@ pub use host::Host;
 pub use options::{DeployOptions, OptionDict, PauseOptions, StopOptions};
 pub use path_prefix::PathPrefix;
 pub use service_name::ServiceName;
+pub use server::ControlServer;
 pub use service_summary::ServiceSummary;
 pub use target_address::TargetAddress;
 pub use transport::{socket_path, BusChoice, SOCKET_FILE_NAME};

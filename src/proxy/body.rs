@@ -5,6 +5,7 @@
 //! request still streaming at the drain deadline is cut off. Dropping the body writes the
 //! request log line with the bytes actually sent.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 

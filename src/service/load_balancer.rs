@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::health_check::{HealthCheck, HealthClient};
 use super::options::HealthCheckConfig;
-use super::target::Target;
+use super::target::{DrainMode, Target};
 use super::target_state::TargetState;
 use crate::control::TargetAddress;
 
@@ -130,8 +130,8 @@ impl LoadBalancer {
     }
 
     /// Drains every target in parallel; returns how many requests were cut off.
-    pub async fn drain(&self, timeout: Duration) -> usize {
-        let drains = self.all_targets().map(|target| target.drain(timeout));
+    pub async fn drain(&self, timeout: Duration, mode: DrainMode) -> usize {
+        let drains = self.all_targets().map(|target| target.drain(timeout, mode));
         futures_util::future::join_all(drains).await.into_iter().sum()
     }
 }

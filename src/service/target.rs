@@ -41,6 +41,16 @@ pub struct Target {
     tokens: Mutex<DrainTokens>,
 }
 
+/// What a target does once drained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainMode {
+    /// Replaced by a deploy: refuse claims for good, so a request that picked it just
+    /// before the swap is re-routed to the new targets.
+    Retire,
+    /// Paused or stopped: serve again after resume.
+    Reopen,
+}
+
 /// Proof that a request is in flight to a target; dropping it ends the claim.
 pub struct InflightGuard {
     target: Arc<Target>,
@@ -120,9 +130,8 @@ impl Target {
     }
 
     /// Drains the target: see the module doc. Returns how many requests were cancelled at
-    /// the deadline. Afterwards the target accepts claims again (a paused service resumes on
-    /// the same targets); a replaced load balancer simply never routes to it again.
-    pub async fn drain(&self, timeout: Duration) -> usize {
+    /// the deadline.
+    pub async fn drain(&self, timeout: Duration, mode: DrainMode) -> usize {
         self.draining.store(true, Ordering::SeqCst);
         let old = std::mem::take(&mut *self.tokens.lock().unwrap_or_else(|e| e.into_inner()));
         old.upgrades.cancel();
@@ -142,7 +151,9 @@ impl Target {
                 break;
             }
         }
-        self.draining.store(false, Ordering::SeqCst);
+        if mode == DrainMode::Reopen {
+            self.draining.store(false, Ordering::SeqCst);
+        }
         cancelled
     }
 }
@@ -157,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn drain_returns_at_once_when_idle() {
-        assert_eq!(target().drain(Duration::from_secs(5)).await, 0);
+        assert_eq!(target().drain(Duration::from_secs(5), DrainMode::Reopen).await, 0);
     }
 
     #[tokio::test]
@@ -168,7 +179,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             drop(guard);
         });
-        assert_eq!(target.drain(Duration::from_secs(5)).await, 0);
+        assert_eq!(target.drain(Duration::from_secs(5), DrainMode::Reopen).await, 0);
         release.await.unwrap();
         assert_eq!(target.inflight(), 0);
     }
@@ -181,7 +192,7 @@ mod tests {
         let upgrades = guard.tokens().upgrades.clone();
         let drain = tokio::spawn({
             let target = Arc::clone(&target);
-            async move { target.drain(Duration::from_millis(30)).await }
+            async move { target.drain(Duration::from_millis(30), DrainMode::Reopen).await }
         });
         cancelled.cancelled().await;
         assert!(upgrades.is_cancelled());
@@ -195,7 +206,7 @@ mod tests {
         let guard = target.claim().unwrap();
         let drain = tokio::spawn({
             let target = Arc::clone(&target);
-            async move { target.drain(Duration::from_secs(5)).await }
+            async move { target.drain(Duration::from_secs(5), DrainMode::Reopen).await }
         });
         while !target.draining.load(Ordering::SeqCst) {
             tokio::task::yield_now().await;
@@ -205,5 +216,12 @@ mod tests {
         drain.await.unwrap();
         let fresh = target.claim().unwrap();
         assert!(!fresh.tokens().upgrades.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn refuses_claims_for_good_once_retired() {
+        let target = target();
+        target.drain(Duration::from_secs(1), DrainMode::Retire).await;
+        assert!(target.claim().is_none());
     }
 }
