@@ -10,6 +10,7 @@
 //! - `proxy`: the data plane: accept, route, forward, error pages, request log.
 //! - `state`: the persisted routing table.
 
+pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod go_duration;

@@ -1,16 +1,21 @@
-// Temporary launcher until the CLI branch lands.
+//! The `kamal-proxy` binary: parse the command line, then run the daemon or make one call.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kamal_proxy::cli::{self, Cli, Command};
+use kamal_proxy::daemon;
+
 #[tokio::main]
-async fn main() {
-    let config = kamal_proxy::daemon::RunConfig {
-        http_port: std::env::var("HTTP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080),
-        https_port: 443,
-        metrics_port: None,
-        debug: false,
-        bind: vec!["127.0.0.1".parse().unwrap()],
-        bus: std::env::var("BUS").map(|b| kamal_proxy::control::BusChoice::parse(&b).unwrap()).unwrap_or(kamal_proxy::control::BusChoice::None),
-    };
-    if let Err(e) = kamal_proxy::daemon::run(config).await {
-        eprintln!("Error: {e}");
-        std::process::exit(1);
+async fn main() -> ExitCode {
+    match Cli::try_parse() {
+        Ok(Cli { bus, command }) => cli::report(match command {
+            Command::Run(args) => match args.config(bus, |name| std::env::var(name).ok()) {
+                Ok(config) => daemon::run(config).await,
+                Err(message) => Err(message),
+            },
+            Command::Client(command) => command.execute(&bus).await,
+        }),
+        Err(error) => cli::report_parse_error(error),
     }
 }

@@ -5,6 +5,7 @@
 //! with its D-Bus names, the daemon-side interface and the client-side proxy, and the rule
 //! that picks a transport. Domain code (`router`, `service/`, `proxy/`) never imports zbus.
 
+mod client;
 mod error;
 mod host;
 mod interface;
@@ -17,6 +18,7 @@ mod target_address;
 mod transport;
 mod wire_value;
 
+pub use client::{connect, Client, ControlProxy};
 pub use error::ControlError;
 pub use host::Host;
 pub use options::{DeployOptions, OptionDict, PauseOptions, StopOptions};
