@@ -10,7 +10,13 @@
 //! - `proxy`: the data plane: accept, route, forward, error pages, request log.
 //! - `state`: the persisted routing table.
 
+pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod go_duration;
+pub mod logging;
+pub mod proxy;
+pub mod router;
+pub mod routing;
 pub mod service;
+pub mod state;

@@ -1,1 +1,21 @@
-fn main() {}
+//! The `kamal-proxy` binary: parse the command line, then run the daemon or make one call.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kamal_proxy::cli::{self, Cli, Command};
+use kamal_proxy::daemon;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::try_parse() {
+        Ok(Cli { bus, command }) => cli::report(match command {
+            Command::Run(args) => match args.config(bus, |name| std::env::var(name).ok()) {
+                Ok(config) => daemon::run(config).await,
+                Err(message) => Err(message),
+            },
+            Command::Client(command) => command.execute(&bus).await,
+        }),
+        Err(error) => cli::report_parse_error(error),
+    }
+}

@@ -5,21 +5,26 @@
 //! with its D-Bus names, the daemon-side interface and the client-side proxy, and the rule
 //! that picks a transport. Domain code (`router`, `service/`, `proxy/`) never imports zbus.
 
+mod client;
 mod error;
 mod host;
+mod interface;
 mod options;
 mod path_prefix;
+mod server;
 mod service_name;
 mod service_summary;
 mod target_address;
 mod transport;
 mod wire_value;
 
+pub use client::{connect, Client, ControlProxy};
 pub use error::ControlError;
 pub use host::Host;
 pub use options::{DeployOptions, OptionDict, PauseOptions, StopOptions};
 pub use path_prefix::PathPrefix;
 pub use service_name::ServiceName;
+pub use server::ControlServer;
 pub use service_summary::ServiceSummary;
 pub use target_address::TargetAddress;
 pub use transport::{socket_path, BusChoice, SOCKET_FILE_NAME};

@@ -1,0 +1,109 @@
+//! `JsonLayer`: a `tracing` layer that writes events as Go-style JSON lines.
+//!
+//! Field values keep their JSON type where tracing gives one (numbers, booleans); anything
+//! formatted with `%` or `?` becomes a string.
+
+use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+
+use super::JsonLine;
+
+pub struct JsonLayer {
+    level: LevelFilter,
+}
+
+impl JsonLayer {
+    pub fn new(level: LevelFilter) -> Self {
+        JsonLayer { level }
+    }
+}
+
+/// Go slog's level names.
+fn level_name(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARN",
+        Level::INFO => "INFO",
+        _ => "DEBUG",
+    }
+}
+
+struct Fields<'a> {
+    line: &'a mut JsonLine,
+}
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.line.str(field.name(), value);
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.line.u64(field.name(), value);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.line.i64(field.name(), value);
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.line.bool(field.name(), value);
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.line.str(field.name(), &format!("{value:?}"));
+    }
+}
+
+/// The event's constant message, which `tracing` passes as the `message` field.
+struct Message(String);
+
+impl Visit for Message {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = value.to_string();
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+struct WithoutMessage<'a, V>(&'a mut V);
+
+impl<V: Visit> Visit for WithoutMessage<'_, V> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() != "message" {
+            self.0.record_str(field, value);
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.record_u64(field, value);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.record_i64(field, value);
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.record_bool(field, value);
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() != "message" {
+            self.0.record_debug(field, value);
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for JsonLayer {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
+        // Our own events at the chosen level; dependencies (zbus, hyper) only when they warn.
+        let ours = metadata.target().starts_with("kamal_proxy");
+        self.level >= *metadata.level() && (ours || *metadata.level() <= Level::WARN)
+    }
+
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let mut line = JsonLine::new(level_name(event.metadata().level()), &message.0);
+        event.record(&mut WithoutMessage(&mut Fields { line: &mut line }));
+        line.write_to_stdout();
+    }
+}

@@ -1,0 +1,92 @@
+//! `ProxyBody`: every response body the proxy sends, and the end of each request's life.
+//!
+//! A proxied body carries the target's `InflightGuard`, so the target counts the request as
+//! in flight until the last byte is sent, and watches the drain's cancellation, so a
+//! request still streaming at the drain deadline is cut off. Dropping the body writes the
+//! request log line with the bytes actually sent.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::request_log::RequestLog;
+use crate::service::target::InflightGuard;
+
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+enum Kind {
+    Full(Option<Bytes>),
+    Upstream {
+        body: Incoming,
+        cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+        _guard: InflightGuard,
+    },
+}
+
+pub struct ProxyBody {
+    kind: Kind,
+    sent: u64,
+    log: Option<RequestLog>,
+}
+
+impl ProxyBody {
+    pub fn full(bytes: Bytes, log: RequestLog) -> Self {
+        ProxyBody { kind: Kind::Full(Some(bytes).filter(|b| !b.is_empty())), sent: 0, log: Some(log) }
+    }
+
+    pub fn upstream(body: Incoming, guard: InflightGuard, log: RequestLog) -> Self {
+        let cancelled = Box::pin(guard.tokens().requests.clone().cancelled_owned());
+        ProxyBody { kind: Kind::Upstream { body, cancelled, _guard: guard }, sent: 0, log: Some(log) }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream { body, cancelled, .. } => {
+                if cancelled.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err("request cancelled due to draining".into())));
+                }
+                Pin::new(body).poll_frame(cx).map_err(|e| e.into())
+            }
+        };
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.sent += data.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            log.write(self.sent);
+        }
+    }
+}

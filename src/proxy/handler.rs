@@ -1,0 +1,245 @@
+//! `Handler`: the request pipeline, from a parsed request to the response sent back.
+//!
+//! Order, as in Go: request id and start time; route by host and path (404); pause/stop
+//! (with the health-check pass-through); pick and claim a healthy target (503); forward
+//! (502/504). Errors the proxy raises become its own error pages here, in one place.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::body::ProxyBody;
+use super::error_page;
+use super::forward::{self, UpstreamClient};
+use super::headers::{self, ForwardedFor};
+use super::request_log::{ListenerInfo, RequestLog};
+use crate::control::PathPrefix;
+use crate::router::Router;
+use crate::routing::request_host;
+use crate::service::load_balancer::RequestKind;
+use crate::service::pause_controller::PauseWaitAction;
+use crate::service::pause_state::PauseState;
+use crate::service::target::InflightGuard;
+use crate::service::Service;
+
+/// A claim can lose a race with a deploy that retires the target it picked; the request is
+/// then routed again on the new table. Two retries cover back-to-back deploys.
+const CLAIM_ATTEMPTS: usize = 3;
+
+pub struct Handler {
+    router: Arc<Router>,
+    client: UpstreamClient,
+    /// Upgraded connections, closed at shutdown.
+    tunnels: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// What the pause controller decided for a request.
+enum PauseOutcome {
+    Proceed,
+    /// Paused or stopped, but this is the health-check path: answer 200 ourselves, so outer
+    /// load balancers do not eject the host.
+    HealthCheckPassThrough,
+    Refuse(StatusCode, Option<String>),
+}
+
+/// Where the request was routed: the service and the path the target sees.
+struct Route {
+    service: Arc<Service>,
+    upstream_path: PathAndQuery,
+}
+
+fn upstream_path(request_uri: &http::Uri, prefix: &PathPrefix, strip: bool) -> PathAndQuery {
+    let original = request_uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    if !strip || prefix.is_root() {
+        return original;
+    }
+    let rest = &request_uri.path()[prefix.as_str().len()..];
+    let path = if rest.is_empty() { "/" } else { rest };
+    let rebuilt = match request_uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    // Infallible in practice: a suffix of a valid path plus the original query is valid.
+    PathAndQuery::try_from(rebuilt).unwrap_or(original)
+}
+
+fn request_kind<B>(request: &Request<B>, service: &Service, upgrade: bool) -> RequestKind {
+    let read_method = matches!(*request.method(), Method::GET | Method::HEAD);
+    if read_method && (!upgrade || service.options.read_targets_accept_websockets) {
+        RequestKind::Read
+    } else {
+        RequestKind::Write
+    }
+}
+
+fn error_response(status: StatusCode, message: Option<&str>, mut log: RequestLog) -> Response<ProxyBody> {
+    let page = error_page::render(status, message);
+    let content_type = HeaderValue::from_static("text/html; charset=utf-8");
+    let mut headers = http::HeaderMap::new();
+    headers.insert(CONTENT_TYPE, content_type);
+    log.record_response(status, &headers, &[]);
+    let mut response = Response::new(ProxyBody::full(page, log));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+impl Handler {
+    pub fn new(router: Arc<Router>, shutdown: CancellationToken) -> Self {
+        Handler { router, client: forward::upstream_client(), tunnels: TaskTracker::new(), shutdown }
+    }
+
+    /// Waits for upgraded connections to close (they are told to at shutdown).
+    pub async fn close_tunnels(&self) {
+        self.tunnels.close();
+        self.tunnels.wait().await;
+    }
+
+    fn route(&self, host: &str, uri: &http::Uri) -> Option<Route> {
+        let routes = self.router.routes();
+        let matched = routes.lookup(host, uri.path())?;
+        let service = Arc::clone(matched.value);
+        let upstream_path = upstream_path(uri, matched.prefix, service.options.strip_prefix);
+        Some(Route { service, upstream_path })
+    }
+
+    pub async fn handle(&self, mut request: Request<Incoming>, listener: ListenerInfo, client: SocketAddr) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let request_id = headers::ensure_request_id_and_start(request.headers_mut(), now_ms);
+        let mut log = RequestLog::new(&request, listener, client, start, request_id);
+
+        let host = match request_host(&request) {
+            Ok(host) => host.into_owned(),
+            Err(_) => return error_response(StatusCode::BAD_REQUEST, None, log),
+        };
+        let Some(mut route) = self.route(&host, request.uri()) else {
+            return error_response(StatusCode::NOT_FOUND, None, log);
+        };
+        log.service = Some(route.service.name.to_string());
+        log.record_request_headers(request.headers(), &route.service.target_options.log_request_headers);
+
+        match self.hold_while_paused(&request, &route).await {
+            PauseOutcome::Proceed => {}
+            PauseOutcome::HealthCheckPassThrough => return Response::new(ProxyBody::full(Bytes::new(), log)),
+            PauseOutcome::Refuse(status, message) => return error_response(status, message.as_deref(), log),
+        }
+
+        let upgrade = headers::is_upgrade(request.headers());
+        let mut guard = None;
+        for _ in 0..CLAIM_ATTEMPTS {
+            let kind = request_kind(&request, &route.service, upgrade);
+            guard = route.service.active.pick(kind).and_then(|target| target.claim());
+            if guard.is_some() {
+                break;
+            }
+            match self.route(&host, request.uri()) {
+                Some(rerouted) => route = rerouted,
+                None => break,
+            }
+        }
+        let Some(guard) = guard else {
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, None, log);
+        };
+        self.forward(request, route, guard, listener, client, upgrade, log).await
+    }
+
+    async fn hold_while_paused(&self, request: &Request<Incoming>, route: &Route) -> PauseOutcome {
+        let pause = &route.service.pause;
+        let is_health_check = matches!(*request.method(), Method::GET | Method::HEAD)
+            && route.upstream_path.path() == route.service.target_options.health_check.path;
+        if is_health_check && pause.status().state != PauseState::Running {
+            return PauseOutcome::HealthCheckPassThrough;
+        }
+        match pause.wait().await {
+            PauseWaitAction::Proceed => PauseOutcome::Proceed,
+            PauseWaitAction::Stopped(message) => PauseOutcome::Refuse(StatusCode::SERVICE_UNAVAILABLE, Some(message)),
+            PauseWaitAction::TimedOut => {
+                tracing::warn!(service = %route.service.name, "Rejecting request due to expired pause");
+                PauseOutcome::Refuse(StatusCode::GATEWAY_TIMEOUT, None)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        route: Route,
+        guard: InflightGuard,
+        listener: ListenerInfo,
+        client: SocketAddr,
+        upgrade: bool,
+        mut log: RequestLog,
+    ) -> Response<ProxyBody> {
+        let service = &route.service;
+        let target = Arc::clone(guard.target());
+        log.target = Some(target.address().to_string());
+        let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
+        headers::remove_hop_by_hop(request.headers_mut(), upgrade);
+        headers::set_forwarded_headers(
+            request.headers_mut(),
+            &ForwardedFor {
+                peer: client.ip(),
+                scheme: listener.scheme,
+                target: target.address().as_str(),
+                trust_client: service.target_options.forward_headers,
+            },
+        );
+        forward::retarget(&mut request, target.authority(), route.upstream_path);
+
+        let mut response = match forward::send(&self.client, request, service.target_options.response_timeout, &guard).await {
+            Ok(response) => response,
+            Err(error) => {
+                match &error {
+                    forward::ForwardError::Unreachable(reason) => {
+                        tracing::error!(service = %service.name, target = %target.address(), error = %reason, "Error while proxying")
+                    }
+                    forward::ForwardError::Drained => {
+                        tracing::info!(service = %service.name, target = %target.address(), "Request cancelled due to draining")
+                    }
+                    forward::ForwardError::Timeout => {}
+                }
+                return error_response(error.status(), None, log);
+            }
+        };
+
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        headers::remove_hop_by_hop(response.headers_mut(), switching);
+        log.record_response(response.status(), response.headers(), &service.target_options.log_response_headers);
+        if let (true, Some(client_side)) = (switching, client_side) {
+            let target_side = hyper::upgrade::on(&mut response);
+            forward::spawn_tunnel(&self.tunnels, client_side, target_side, guard, self.shutdown.clone());
+            return response.map(|_| ProxyBody::full(Bytes::new(), log));
+        }
+        response.map(|body| ProxyBody::upstream(body, guard, log))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(uri: &str, prefix: &str, strip: bool) -> String {
+        let uri: http::Uri = uri.parse().unwrap();
+        upstream_path(&uri, &PathPrefix::parse(prefix).unwrap(), strip).to_string()
+    }
+
+    #[test]
+    fn strips_the_matched_prefix_and_keeps_the_raw_query() {
+        assert_eq!(path("/app/show?p1=a;b;c&p2=%x", "/app", true), "/show?p1=a;b;c&p2=%x");
+        assert_eq!(path("/app", "/app", true), "/");
+        assert_eq!(path("/app?x=1", "/app", true), "/?x=1");
+        assert_eq!(path("/app/show", "/app", false), "/app/show");
+        assert_eq!(path("/a?b", "/", true), "/a?b");
+    }
+}

@@ -1,0 +1,187 @@
+//! Header rules of the forwarding path: hop-by-hop removal, request id and start time, and
+//! the `X-Forwarded-*` / `X-Kamal-Target` headers.
+//!
+//! `--forward-headers` decides whether the client's `X-Forwarded-*` values are trusted
+//! (kept and appended to) or replaced by what this proxy saw. `Forwarded` is always
+//! dropped, as Go's reverse proxy does.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderName, HeaderValue, CONNECTION, HOST, UPGRADE};
+use http::HeaderMap;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_KAMAL_TARGET: HeaderName = HeaderName::from_static("x-kamal-target");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1, Go's list).
+static HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-authenticate"),
+    HeaderName::from_static("proxy-authorization"),
+    HeaderName::from_static("te"),
+    HeaderName::from_static("trailer"),
+    HeaderName::from_static("transfer-encoding"),
+    UPGRADE,
+];
+
+/// Whether the request asks to switch protocols (WebSocket and friends).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names. For an
+/// upgrade, `Connection: upgrade` and `Upgrade` are kept: they are the request.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let upgrade = if keep_upgrade { headers.get(UPGRADE).cloned() } else { None };
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(&HOP_BY_HOP) {
+        headers.remove(name);
+    }
+    if let Some(upgrade) = upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, upgrade);
+    }
+}
+
+/// Adds `X-Request-Start: t=<unix ms>` and `X-Request-ID` when absent; returns the id.
+pub fn ensure_request_id_and_start(headers: &mut HeaderMap, now_unix_ms: u128) -> HeaderValue {
+    if !headers.contains_key(&X_REQUEST_START) {
+        // Infallible: digits and "t=" are valid header bytes.
+        let start = HeaderValue::from_str(&format!("t={now_unix_ms}")).expect("ascii header value");
+        headers.insert(X_REQUEST_START.clone(), start);
+    }
+    headers
+        .entry(X_REQUEST_ID.clone())
+        .or_insert_with(|| {
+            // Infallible: a hyphenated UUID is ASCII.
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("ascii uuid")
+        })
+        .clone()
+}
+
+/// Joins every value of `name` with ", ", as Go does for repeated `X-Forwarded-For`.
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name.clone(), value);
+    }
+}
+
+/// What the proxy saw of the client connection.
+pub struct ForwardedFor<'a> {
+    pub peer: IpAddr,
+    pub scheme: &'a str,
+    pub target: &'a str,
+    /// Trust and extend the client's values (`--forward-headers`).
+    pub trust_client: bool,
+}
+
+pub fn set_forwarded_headers(headers: &mut HeaderMap, forwarded: &ForwardedFor<'_>) {
+    headers.remove(&FORWARDED);
+    let peer = forwarded.peer.to_string();
+    let trust = forwarded.trust_client;
+    let client_for = if trust { joined(headers, &X_FORWARDED_FOR) } else { None };
+    let xff = match client_for {
+        Some(chain) => format!("{chain}, {peer}"),
+        None => peer,
+    };
+    set(headers, &X_FORWARDED_FOR, &xff);
+    if !(trust && headers.contains_key(&X_FORWARDED_PROTO)) {
+        set(headers, &X_FORWARDED_PROTO, forwarded.scheme);
+    }
+    if !(trust && headers.contains_key(&X_FORWARDED_HOST)) {
+        match headers.get(HOST).cloned() {
+            Some(host) => {
+                headers.insert(X_FORWARDED_HOST.clone(), host);
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+    let kamal_target = match joined(headers, &X_KAMAL_TARGET).filter(|_| trust) {
+        Some(existing) => format!("{existing}, {}", forwarded.target),
+        None => forwarded.target.to_string(),
+    };
+    set(headers, &X_KAMAL_TARGET, &kamal_target);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn removes_hop_by_hop_headers_and_those_connection_names() {
+        let mut map = headers(&[("connection", "keep-alive, x-secret"), ("x-secret", "1"), ("keep-alive", "5"), ("x-app", "1")]);
+        remove_hop_by_hop(&mut map, false);
+        assert_eq!(map.len(), 1);
+        assert!(map.contains_key("x-app"));
+    }
+
+    #[test]
+    fn keeps_the_upgrade_handshake_for_upgrades() {
+        let mut map = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade(&map));
+        remove_hop_by_hop(&mut map, true);
+        assert_eq!(map.get(UPGRADE).unwrap(), "websocket");
+        assert_eq!(map.get(CONNECTION).unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn appends_to_trusted_forwarded_headers() {
+        let mut map = headers(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https"), ("host", "a.com"), ("forwarded", "for=x")]);
+        let peer = "127.0.0.1".parse().unwrap();
+        set_forwarded_headers(&mut map, &ForwardedFor { peer, scheme: "http", target: "t:80", trust_client: true });
+        assert_eq!(map.get("x-forwarded-for").unwrap(), "1.1.1.1, 127.0.0.1");
+        assert_eq!(map.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(map.get("x-forwarded-host").unwrap(), "a.com");
+        assert_eq!(map.get("x-kamal-target").unwrap(), "t:80");
+        assert!(!map.contains_key("forwarded"));
+    }
+
+    #[test]
+    fn replaces_untrusted_forwarded_headers() {
+        let mut map = headers(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https"), ("host", "a.com")]);
+        let peer = "127.0.0.1".parse().unwrap();
+        set_forwarded_headers(&mut map, &ForwardedFor { peer, scheme: "http", target: "t:80", trust_client: false });
+        assert_eq!(map.get("x-forwarded-for").unwrap(), "127.0.0.1");
+        assert_eq!(map.get("x-forwarded-proto").unwrap(), "http");
+    }
+
+    #[test]
+    fn keeps_a_request_id_the_client_sent() {
+        let mut map = headers(&[("x-request-id", "abc")]);
+        assert_eq!(ensure_request_id_and_start(&mut map, 5), "abc");
+        assert_eq!(map.get("x-request-start").unwrap(), "t=5");
+    }
+}

@@ -1,0 +1,17 @@
+//! The data plane: accept connections, route each request, forward it, and answer for the
+//! proxy's own errors.
+//!
+//! It reads configuration only through the router's routing table snapshot and never
+//! parses options; everything it needs was checked when the service was deployed.
+
+mod body;
+mod error_page;
+mod forward;
+mod handler;
+mod headers;
+mod request_log;
+mod server;
+
+pub use handler::Handler;
+pub use request_log::ListenerInfo;
+pub use server::serve;

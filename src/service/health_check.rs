@@ -1,0 +1,132 @@
+//! Health checks: `GET <path>` on each target until it is healthy, and for load balancers
+//! with more than one target, for as long as the target is deployed.
+//!
+//! Any 2xx is healthy, as in Go (its README says 200; its code says 2xx). Redirects are
+//! *not* followed: a 301 from `/up` is reported with its status, which tells the operator
+//! more than Go's failure on the redirected https URL (Kamal #1041). Checks run in a task
+//! per target that dies with the load balancer's cancellation token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HOST, USER_AGENT};
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::options::HealthCheckConfig;
+use super::target::Target;
+use super::target_state::TargetState;
+
+/// The client all health checks share: pooled, so a check every second reuses a connection.
+#[derive(Clone)]
+pub struct HealthClient(Client<HttpConnector, Empty<Bytes>>);
+
+impl Default for HealthClient {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        HealthClient(Client::builder(TokioExecutor::new()).pool_max_idle_per_host(2).build(connector))
+    }
+}
+
+impl HealthClient {
+    async fn check(&self, uri: &Uri, host: Option<&str>, timeout: Duration) -> Result<(), String> {
+        let mut request = Request::get(uri.clone()).header(USER_AGENT, "kamal-proxy");
+        if let Some(host) = host {
+            request = request.header(HOST, host);
+        }
+        // Infallible: the URI was built and checked by `HealthCheck::new`, headers are constant or validated.
+        let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
+        let attempt = async {
+            let response = self.0.request(request).await.map_err(|e| error_chain(&e))?;
+            let status = response.status();
+            response.into_body().collect().await.map_err(|e| e.to_string())?;
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(format!("unexpected status {}", status.as_u16()))
+            }
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .unwrap_or_else(|_| Err(format!("no response within {}", crate::go_duration::format(timeout))))
+    }
+}
+
+/// The innermost cause is what an operator needs ("Connection refused"), not "client error".
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    message
+}
+
+pub struct HealthCheck {
+    client: HealthClient,
+    target: Arc<Target>,
+    uri: Uri,
+    host: Option<String>,
+    interval: Duration,
+    timeout: Duration,
+    service: String,
+}
+
+impl HealthCheck {
+    pub fn new(client: HealthClient, target: Arc<Target>, config: &HealthCheckConfig, service: &str) -> Self {
+        let port = config.port.unwrap_or(target.address().port());
+        let uri = format!("http://{}:{port}{}", target.address().host(), config.path)
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("http://invalid./"));
+        HealthCheck {
+            client,
+            target,
+            uri,
+            host: config.host.clone(),
+            interval: config.interval,
+            timeout: config.timeout,
+            service: service.to_string(),
+        }
+    }
+
+    /// Checks now, then every interval, until cancelled; with `stop_when_healthy` (a lone
+    /// writer, as in Go) the first success ends the checks.
+    pub async fn run(self, stop_when_healthy: bool, changed: Arc<Notify>, cancel: CancellationToken) {
+        loop {
+            let result = tokio::select! {
+                result = self.client.check(&self.uri, self.host.as_deref(), self.timeout) => result,
+                () = cancel.cancelled() => return,
+            };
+            let healthy = result.is_ok();
+            if let Err(error) = &result {
+                tracing::info!(service = %self.service, target = %self.target.address(), url = %self.uri, error = %error, "Healthcheck failed");
+            }
+            let was = self.target.state();
+            let now = match (was, healthy) {
+                (_, true) => TargetState::Healthy,
+                (TargetState::Adding, false) => TargetState::Adding,
+                (_, false) => TargetState::Unhealthy,
+            };
+            if now != was {
+                self.target.set_state(now);
+                tracing::info!(service = %self.service, target = %self.target.address(), state = %now, was = %was, "Target health updated");
+                changed.notify_waiters();
+            }
+            if healthy && stop_when_healthy {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.interval) => {}
+                () = cancel.cancelled() => return,
+            }
+        }
+    }
+}
