@@ -428,7 +428,7 @@ async fn logs_every_request_with_the_go_fields() {
     assert_eq!(line["client_addr"], "127.0.0.1");
     let client_port = line["client_port"]
         .as_str()
-        .expect("client_port is a string, as in Go");
+        .unwrap_or_else(|| panic!("client_port is a string, as in Go: {line}"));
     assert!(client_port.parse::<u16>().is_ok_and(|p| p > 0), "{line}");
     assert_eq!(line["remote_addr"], "127.0.0.1");
     assert_eq!(line["user_agent"], "integration-test/1.0");
@@ -437,6 +437,75 @@ async fn logs_every_request_with_the_go_fields() {
     assert_eq!(line["query"], "a=1&b=two");
     assert_eq!(line["req_x_custom_in"], "custom-value");
     assert_eq!(line["resp_x_backend"], "app");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_log_fields_come_in_go_order() {
+    let proxy = Proxy::start();
+    let app = Backend::start("app").await;
+    proxy
+        .deploy(
+            "web",
+            &app.target(),
+            &[
+                "--log-request-header=X-Custom-In",
+                "--log-response-header=X-Backend",
+            ],
+        )
+        .await;
+    support::send(
+        proxy.port(),
+        http::Method::GET,
+        "example.com",
+        "/",
+        &[("x-request-id", "order-test-1")],
+    )
+    .await;
+    proxy.request_log("order-test-1").await;
+
+    let raw = proxy
+        .raw_logs()
+        .into_iter()
+        .find(|line| line.contains("\"order-test-1\""))
+        .expect("the raw request line");
+    let order = [
+        "time",
+        "level",
+        "msg",
+        "host",
+        "port",
+        "path",
+        "request_id",
+        "status",
+        "service",
+        "target",
+        "duration",
+        "method",
+        "req_content_length",
+        "req_content_type",
+        "resp_content_length",
+        "resp_content_type",
+        "client_addr",
+        "client_port",
+        "remote_addr",
+        "user_agent",
+        "proto",
+        "scheme",
+        "query",
+        "req_x_custom_in",
+        "resp_x_backend",
+    ];
+    let positions: Vec<usize> = order
+        .iter()
+        .map(|key| {
+            raw.find(&format!("\"{key}\":"))
+                .unwrap_or_else(|| panic!("{key} missing from {raw}"))
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "fields must come in Go's order {order:?}: {raw}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{HeaderValue, CONTENT_TYPE};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -58,7 +58,10 @@ struct Route {
 }
 
 fn upstream_path(request_uri: &http::Uri, prefix: &PathPrefix, strip: bool) -> PathAndQuery {
-    let original = request_uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let original = request_uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     if !strip || prefix.is_root() {
         return original;
     }
@@ -81,7 +84,11 @@ fn request_kind<B>(request: &Request<B>, service: &Service, upgrade: bool) -> Re
     }
 }
 
-fn error_response(status: StatusCode, message: Option<&str>, mut log: RequestLog) -> Response<ProxyBody> {
+fn error_response(
+    status: StatusCode,
+    message: Option<&str>,
+    mut log: RequestLog,
+) -> Response<ProxyBody> {
     let page = error_page::render(status, message);
     let content_type = HeaderValue::from_static("text/html; charset=utf-8");
     let mut headers = http::HeaderMap::new();
@@ -95,7 +102,12 @@ fn error_response(status: StatusCode, message: Option<&str>, mut log: RequestLog
 
 impl Handler {
     pub fn new(router: Arc<Router>, shutdown: CancellationToken) -> Self {
-        Handler { router, client: forward::upstream_client(), tunnels: TaskTracker::new(), shutdown }
+        Handler {
+            router,
+            client: forward::upstream_client(),
+            tunnels: TaskTracker::new(),
+            shutdown,
+        }
     }
 
     /// Waits for upgraded connections to close (they are told to at shutdown).
@@ -109,12 +121,22 @@ impl Handler {
         let matched = routes.lookup(host, uri.path())?;
         let service = Arc::clone(matched.value);
         let upstream_path = upstream_path(uri, matched.prefix, service.options.strip_prefix);
-        Some(Route { service, upstream_path })
+        Some(Route {
+            service,
+            upstream_path,
+        })
     }
 
-    pub async fn handle(&self, mut request: Request<Incoming>, listener: ListenerInfo, client: SocketAddr) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        listener: ListenerInfo,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
         let start = Instant::now();
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         let request_id = headers::ensure_request_id_and_start(request.headers_mut(), now_ms);
         let mut log = RequestLog::new(&request, listener, client, start, request_id);
 
@@ -126,19 +148,30 @@ impl Handler {
             return error_response(StatusCode::NOT_FOUND, None, log);
         };
         log.service = Some(route.service.name.to_string());
-        log.record_request_headers(request.headers(), &route.service.target_options.log_request_headers);
+        log.record_request_headers(
+            request.headers(),
+            &route.service.target_options.log_request_headers,
+        );
 
         match self.hold_while_paused(&request, &route).await {
             PauseOutcome::Proceed => {}
-            PauseOutcome::HealthCheckPassThrough => return Response::new(ProxyBody::full(Bytes::new(), log)),
-            PauseOutcome::Refuse(status, message) => return error_response(status, message.as_deref(), log),
+            PauseOutcome::HealthCheckPassThrough => {
+                return Response::new(ProxyBody::full(Bytes::new(), log))
+            }
+            PauseOutcome::Refuse(status, message) => {
+                return error_response(status, message.as_deref(), log)
+            }
         }
 
         let upgrade = headers::is_upgrade(request.headers());
         let mut guard = None;
         for _ in 0..CLAIM_ATTEMPTS {
             let kind = request_kind(&request, &route.service, upgrade);
-            guard = route.service.active.pick(kind).and_then(|target| target.claim());
+            guard = route
+                .service
+                .active
+                .pick(kind)
+                .and_then(|target| target.claim());
             if guard.is_some() {
                 break;
             }
@@ -150,7 +183,8 @@ impl Handler {
         let Some(guard) = guard else {
             return error_response(StatusCode::SERVICE_UNAVAILABLE, None, log);
         };
-        self.forward(request, route, guard, listener, client, upgrade, log).await
+        self.forward(request, route, guard, listener, client, upgrade, log)
+            .await
     }
 
     async fn hold_while_paused(&self, request: &Request<Incoming>, route: &Route) -> PauseOutcome {
@@ -162,7 +196,9 @@ impl Handler {
         }
         match pause.wait().await {
             PauseWaitAction::Proceed => PauseOutcome::Proceed,
-            PauseWaitAction::Stopped(message) => PauseOutcome::Refuse(StatusCode::SERVICE_UNAVAILABLE, Some(message)),
+            PauseWaitAction::Stopped(message) => {
+                PauseOutcome::Refuse(StatusCode::SERVICE_UNAVAILABLE, Some(message))
+            }
             PauseWaitAction::TimedOut => {
                 tracing::warn!(service = %route.service.name, "Rejecting request due to expired pause");
                 PauseOutcome::Refuse(StatusCode::GATEWAY_TIMEOUT, None)
@@ -197,7 +233,14 @@ impl Handler {
         );
         forward::retarget(&mut request, target.authority(), route.upstream_path);
 
-        let mut response = match forward::send(&self.client, request, service.target_options.response_timeout, &guard).await {
+        let mut response = match forward::send(
+            &self.client,
+            request,
+            service.target_options.response_timeout,
+            &guard,
+        )
+        .await
+        {
             Ok(response) => response,
             Err(error) => {
                 match &error {
@@ -215,10 +258,20 @@ impl Handler {
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         headers::remove_hop_by_hop(response.headers_mut(), switching);
-        log.record_response(response.status(), response.headers(), &service.target_options.log_response_headers);
+        log.record_response(
+            response.status(),
+            response.headers(),
+            &service.target_options.log_response_headers,
+        );
         if let (true, Some(client_side)) = (switching, client_side) {
             let target_side = hyper::upgrade::on(&mut response);
-            forward::spawn_tunnel(&self.tunnels, client_side, target_side, guard, self.shutdown.clone());
+            forward::spawn_tunnel(
+                &self.tunnels,
+                client_side,
+                target_side,
+                guard,
+                self.shutdown.clone(),
+            );
             return response.map(|_| ProxyBody::full(Bytes::new(), log));
         }
         response.map(|body| ProxyBody::upstream(body, guard, log))
@@ -236,7 +289,10 @@ mod tests {
 
     #[test]
     fn strips_the_matched_prefix_and_keeps_the_raw_query() {
-        assert_eq!(path("/app/show?p1=a;b;c&p2=%x", "/app", true), "/show?p1=a;b;c&p2=%x");
+        assert_eq!(
+            path("/app/show?p1=a;b;c&p2=%x", "/app", true),
+            "/show?p1=a;b;c&p2=%x"
+        );
         assert_eq!(path("/app", "/app", true), "/");
         assert_eq!(path("/app?x=1", "/app", true), "/?x=1");
         assert_eq!(path("/app/show", "/app", false), "/app/show");

@@ -23,7 +23,12 @@ use super::request_log::ListenerInfo;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves `listener` until `shutdown` is cancelled, then drains its connections.
-pub async fn serve(listener: TcpListener, handler: Arc<Handler>, info: ListenerInfo, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    info: ListenerInfo,
+    shutdown: CancellationToken,
+) {
     let connections = TaskTracker::new();
     loop {
         let (stream, client) = tokio::select! {
@@ -65,7 +70,10 @@ pub async fn serve(listener: TcpListener, handler: Arc<Handler>, info: ListenerI
     }
     drop(listener);
     connections.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("Closing active connections");
     }
 }
