@@ -5,6 +5,8 @@
 //! only then returns. A timeout or a host conflict changes nothing. Several targets are
 //! balanced round-robin, and a target that fails its checks leaves the rotation until it
 //! passes again. A second deploy of a service while one is running is refused at once.
+//! Once deployed, a target that refuses connections gives 502 and one that is slower than
+//! `--target-timeout` gives 504.
 
 mod support;
 
@@ -451,4 +453,41 @@ async fn deploys_of_different_services_run_side_by_side() {
     waiting.set_healthy(true);
     let output = blocked.await.expect("join").expect("run blocked deploy");
     support::assert_success_silent(&output, &["deploy", "blocked"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_single_target_gives_502() {
+    let proxy = Proxy::start();
+    let app = Backend::start("app").await;
+    proxy.deploy("web", &app.target(), &[]).await;
+    assert_eq!(get(proxy.port(), HOST, "/").await.backend(), "app");
+
+    app.stop();
+    // A single healthy target is not checked any more, so it stays in rotation: 502, not 503.
+    get(proxy.port(), HOST, "/")
+        .await
+        .assert_error_page(502, "502 — Bad Gateway");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_slower_than_target_timeout_gives_504() {
+    let proxy = Proxy::start();
+    let app = Backend::start("app").await;
+    proxy
+        .deploy("web", &app.target(), &["--target-timeout=300ms"])
+        .await;
+
+    let started = Instant::now();
+    get(proxy.port(), HOST, "/slow?ms=3000")
+        .await
+        .assert_error_page(504, "504 — Gateway Timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "gave up after the target timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        get(proxy.port(), HOST, "/slow?ms=10").await.backend(),
+        "app"
+    );
 }

@@ -126,8 +126,10 @@ async fn stop_releases_paused_requests_with_503() {
         .await;
     let port = proxy.port();
     let held = tokio::spawn(async move { get(port, HOST, "/held").await });
-    tokio::time::sleep(Duration::from_millis(300)).await; // let it start waiting
-    assert!(!held.is_finished());
+    // Nothing signals that a request is waiting; give it time to arrive, then check that it
+    // is held (an absence cannot be polled for).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "a paused service answered a request");
 
     proxy
         .cli_ok(&["stop", "web", "--drain-timeout=1s", "--message=maintenance"])

@@ -581,6 +581,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<BackendState>, cancel: Ca
         };
         let state = Arc::clone(&state);
         let cancel = cancel.clone();
+        let stopped = cancel.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let state = Arc::clone(&state);
@@ -591,7 +592,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<BackendState>, cancel: Ca
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             // Dropping the connection future closes the socket (a stopped backend).
-            let _ = connection.await;
+            tokio::select! {
+                _ = stopped.cancelled() => {}
+                _ = connection => {}
+            }
         });
     }
 }
