@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 
 use crate::control::{
-    ControlError, DeployOptions, Host, PathPrefix, PauseOptions, ServiceName, ServiceSummary, StopOptions,
-    TargetAddress,
+    ControlError, DeployOptions, Host, PathPrefix, PauseOptions, ServiceName, ServiceSummary,
+    StopOptions, TargetAddress,
 };
 use crate::routing::RoutingTable;
 use crate::service::health_check::HealthClient;
@@ -69,17 +69,27 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 type BindingKey = (Option<Host>, PathPrefix);
 
 fn bindings(options: &options::ServiceOptions) -> Vec<BindingKey> {
-    let hosts: Vec<Option<Host>> =
-        if options.hosts.is_empty() { vec![None] } else { options.hosts.iter().cloned().map(Some).collect() };
+    let hosts: Vec<Option<Host>> = if options.hosts.is_empty() {
+        vec![None]
+    } else {
+        options.hosts.iter().cloned().map(Some).collect()
+    };
     hosts
         .into_iter()
-        .flat_map(|host| options.path_prefixes.iter().map(move |prefix| (host.clone(), prefix.clone())))
+        .flat_map(|host| {
+            options
+                .path_prefixes
+                .iter()
+                .map(move |prefix| (host.clone(), prefix.clone()))
+        })
         .collect()
 }
 
 fn build_routes(services: &BTreeMap<ServiceName, Arc<Service>>) -> Routes {
     RoutingTable::build(services.values().flat_map(|service| {
-        bindings(&service.options).into_iter().map(move |(host, prefix)| (host, prefix, Arc::clone(service)))
+        bindings(&service.options)
+            .into_iter()
+            .map(move |(host, prefix)| (host, prefix, Arc::clone(service)))
     }))
 }
 
@@ -92,18 +102,39 @@ fn conflicting_service<'a>(
     let owners: HashMap<BindingKey, &ServiceName> = services
         .iter()
         .filter(|(other, _)| *other != name)
-        .flat_map(|(other, service)| bindings(&service.options).into_iter().map(move |key| (key, other)))
+        .flat_map(|(other, service)| {
+            bindings(&service.options)
+                .into_iter()
+                .map(move |key| (key, other))
+        })
         .collect();
-    bindings(candidate).iter().find_map(|key| owners.get(key).copied())
+    bindings(candidate)
+        .iter()
+        .find_map(|key| owners.get(key).copied())
 }
 
 fn summary(service: &Service) -> ServiceSummary {
     let lb = &service.active;
     ServiceSummary {
         name: service.name.to_string(),
-        hosts: service.options.hosts.iter().map(ToString::to_string).collect(),
-        path_prefixes: service.options.path_prefixes.iter().map(ToString::to_string).collect(),
-        targets: lb.writers().iter().chain(lb.readers()).map(|t| t.address().to_string()).collect(),
+        hosts: service
+            .options
+            .hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        path_prefixes: service
+            .options
+            .path_prefixes
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        targets: lb
+            .writers()
+            .iter()
+            .chain(lb.readers())
+            .map(|t| t.address().to_string())
+            .collect(),
         state: service.pause.status().state.to_string(),
         tls: service.options.tls.is_enabled(),
     }
@@ -112,7 +143,10 @@ fn summary(service: &Service) -> ServiceSummary {
 fn saved(service: &Service) -> SavedService {
     let pause = service.pause.status();
     let addresses = |targets: &[Arc<crate::service::target::Target>]| {
-        targets.iter().map(|t| t.address().clone()).collect::<Vec<_>>()
+        targets
+            .iter()
+            .map(|t| t.address().clone())
+            .collect::<Vec<_>>()
     };
     SavedService {
         name: service.name.clone(),
@@ -122,7 +156,11 @@ fn saved(service: &Service) -> SavedService {
         active_readers: addresses(service.active.readers()),
         rollout_targets: Vec::new(),
         rollout_readers: Vec::new(),
-        pause: SavedPause { state: pause.state, stop_message: pause.stop_message, fail_after: pause.fail_after },
+        pause: SavedPause {
+            state: pause.state,
+            stop_message: pause.stop_message,
+            fail_after: pause.fail_after,
+        },
         rollout: None,
     }
 }
@@ -145,7 +183,10 @@ impl Router {
     }
 
     fn service(&self, name: &ServiceName) -> Result<Arc<Service>, ControlError> {
-        lock(&self.services).get(name).cloned().ok_or_else(ControlError::service_not_found)
+        lock(&self.services)
+            .get(name)
+            .cloned()
+            .ok_or_else(ControlError::service_not_found)
     }
 
     /// Replaces (or with `None` removes) a service and publishes the new table; returns the
@@ -171,16 +212,25 @@ impl Router {
     }
 
     pub async fn deploy(&self, request: DeployRequest) -> Result<(), ControlError> {
-        let DeployRequest { service: name, targets, options } = request;
+        let DeployRequest {
+            service: name,
+            targets,
+            options,
+        } = request;
         let (service_options, target_options) = options::resolve(&options)?;
         let timings = DeployTimings::resolve(&options);
         if targets.is_empty() {
-            return Err(ControlError::InvalidOptions("at least one target is required".into()));
+            return Err(ControlError::InvalidOptions(
+                "at least one target is required".into(),
+            ));
         }
         if !lock(&self.deploying).insert(name.clone()) {
             return Err(ControlError::deploy_in_progress(name.as_str()));
         }
-        let _deploying = DeployingGuard { router: self, name: name.clone() };
+        let _deploying = DeployingGuard {
+            router: self,
+            name: name.clone(),
+        };
         // Fail fast on a conflict instead of after a long health wait; checked again at the swap.
         if conflicting_service(&lock(&self.services), &name, &service_options).is_some() {
             return Err(ControlError::host_conflict());
@@ -190,7 +240,11 @@ impl Router {
         tracing::info!(service = %name, hosts = ?service_options.hosts.iter().map(Host::as_str).collect::<Vec<_>>(), targets = ?target_list, "Deploying");
         let readers = options.read_targets.clone().unwrap_or_default();
         let active = Arc::new(LoadBalancer::new(&targets, &readers));
-        active.start_health_checks(&self.health_client, &target_options.health_check, name.as_str());
+        active.start_health_checks(
+            &self.health_client,
+            &target_options.health_check,
+            name.as_str(),
+        );
         if !timings.force && !active.wait_until_healthy(timings.deploy_timeout).await {
             active.stop_health_checks().await;
             return Err(ControlError::target_unhealthy(timings.deploy_timeout));
@@ -200,19 +254,30 @@ impl Router {
             .get(&name)
             .map(|existing| Arc::clone(&existing.pause))
             .unwrap_or_else(|| Arc::new(PauseController::new(PauseStatus::default())));
-        let service = Arc::new(Service { name: name.clone(), options: service_options, target_options, active, pause });
+        let service = Arc::new(Service {
+            name: name.clone(),
+            options: service_options,
+            target_options,
+            active,
+            pause,
+        });
         let previous = self.install(&name, Some(service))?;
         self.save().await;
         if let Some(previous) = previous {
             previous.active.stop_health_checks().await;
-            previous.active.drain(timings.drain_timeout, DrainMode::Retire).await;
+            previous
+                .active
+                .drain(timings.drain_timeout, DrainMode::Retire)
+                .await;
         }
         tracing::info!(service = %name, targets = ?target_list, "Deployed");
         Ok(())
     }
 
     pub async fn remove(&self, name: &ServiceName) -> Result<(), ControlError> {
-        let removed = self.install(name, None)?.ok_or_else(ControlError::service_not_found)?;
+        let removed = self
+            .install(name, None)?
+            .ok_or_else(ControlError::service_not_found)?;
         self.save().await;
         removed.active.stop_health_checks().await;
         tracing::info!(service = %name, "Removed service");
@@ -220,12 +285,21 @@ impl Router {
     }
 
     pub fn list(&self) -> Vec<ServiceSummary> {
-        lock(&self.services).values().map(|service| summary(service)).collect()
+        lock(&self.services)
+            .values()
+            .map(|service| summary(service))
+            .collect()
     }
 
-    pub async fn pause(&self, name: &ServiceName, options: PauseOptions) -> Result<(), ControlError> {
+    pub async fn pause(
+        &self,
+        name: &ServiceName,
+        options: PauseOptions,
+    ) -> Result<(), ControlError> {
         let service = self.service(name)?;
-        service.pause.pause(options.max_pause.unwrap_or(DEFAULT_MAX_PAUSE));
+        service
+            .pause
+            .pause(options.max_pause.unwrap_or(DEFAULT_MAX_PAUSE));
         self.save().await;
         tracing::info!(service = %name, "Service paused");
         self.drain_for_pause(&service, options.drain_timeout).await;
@@ -242,7 +316,13 @@ impl Router {
     }
 
     async fn drain_for_pause(&self, service: &Service, drain_timeout: Option<std::time::Duration>) {
-        service.active.drain(drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT), DrainMode::Reopen).await;
+        service
+            .active
+            .drain(
+                drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+                DrainMode::Reopen,
+            )
+            .await;
         tracing::info!(service = %service.name, "Service drained");
     }
 
@@ -256,13 +336,20 @@ impl Router {
     /// Writes the whole table; see the module doc for why failure is logged, not returned.
     async fn save(&self) {
         let _order = self.save_order.lock().await;
-        let snapshot: Vec<SavedService> = lock(&self.services).values().map(|service| saved(service)).collect();
+        let snapshot: Vec<SavedService> = lock(&self.services)
+            .values()
+            .map(|service| saved(service))
+            .collect();
         let file = Arc::clone(&self.state_file);
         let result = tokio::task::spawn_blocking(move || file.save(&snapshot)).await;
         match result {
             Ok(Ok(())) => tracing::debug!(path = %self.state_file.path().display(), "Saved state"),
-            Ok(Err(error)) => tracing::error!(error = %error, "Failed to save state; routes will not survive a restart"),
-            Err(error) => tracing::error!(error = %error, "Failed to save state; routes will not survive a restart"),
+            Ok(Err(error)) => {
+                tracing::error!(error = %error, "Failed to save state; routes will not survive a restart")
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "Failed to save state; routes will not survive a restart")
+            }
         }
     }
 
@@ -286,10 +373,17 @@ impl Router {
         let mut restored = 0;
         for saved in services {
             let name = saved.name.clone();
-            let active = Arc::new(LoadBalancer::new(&saved.active_targets, &saved.active_readers));
+            let active = Arc::new(LoadBalancer::new(
+                &saved.active_targets,
+                &saved.active_readers,
+            ));
             active.mark_all_healthy();
             if saved.active_targets.len() + saved.active_readers.len() > 1 {
-                active.start_health_checks(&self.health_client, &saved.target_options.health_check, name.as_str());
+                active.start_health_checks(
+                    &self.health_client,
+                    &saved.target_options.health_check,
+                    name.as_str(),
+                );
             }
             let pause = PauseStatus {
                 state: saved.pause.state,
@@ -305,7 +399,9 @@ impl Router {
             });
             match self.install(&name, Some(service)) {
                 Ok(_) => restored += 1,
-                Err(error) => tracing::error!(service = %name, error = %error.message(), "Failed to restore service"),
+                Err(error) => {
+                    tracing::error!(service = %name, error = %error.message(), "Failed to restore service")
+                }
             }
         }
         tracing::info!(path = %self.state_file.path().display(), services = restored, "Restored saved state");

@@ -6,7 +6,10 @@
 
 use std::sync::Arc;
 
-use super::{ControlError, DeployOptions, OptionDict, PauseOptions, ServiceName, ServiceSummary, StopOptions, TargetAddress};
+use super::{
+    ControlError, DeployOptions, OptionDict, PauseOptions, ServiceName, ServiceSummary,
+    StopOptions, TargetAddress,
+};
 use crate::router::{DeployRequest, Router};
 
 pub struct ProxyInterface {
@@ -27,13 +30,22 @@ fn service_name(text: &str) -> Result<ServiceName, ControlError> {
 impl ProxyInterface {
     /// Deploys `targets` as the service's writers; returns once they are healthy, traffic has
     /// switched, and the previous targets have drained.
-    async fn deploy(&self, service: String, targets: Vec<String>, options: OptionDict) -> Result<(), ControlError> {
+    async fn deploy(
+        &self,
+        service: String,
+        targets: Vec<String>,
+        options: OptionDict,
+    ) -> Result<(), ControlError> {
         let targets = targets
             .iter()
             .map(|t| TargetAddress::parse(t))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ControlError::InvalidOptions)?;
-        let request = DeployRequest { service: service_name(&service)?, targets, options: DeployOptions::from_dict(options)? };
+        let request = DeployRequest {
+            service: service_name(&service)?,
+            targets,
+            options: DeployOptions::from_dict(options)?,
+        };
         self.router.deploy(request).await
     }
 

@@ -26,7 +26,10 @@ pub struct ControlServer {
     connections: TaskTracker,
 }
 
-async fn bus_connection(choice: &BusChoice, router: &Arc<Router>) -> Result<Option<zbus::Connection>, String> {
+async fn bus_connection(
+    choice: &BusChoice,
+    router: &Arc<Router>,
+) -> Result<Option<zbus::Connection>, String> {
     let builder = match choice {
         BusChoice::None => return Ok(None),
         BusChoice::Auto | BusChoice::System => Builder::system(),
@@ -34,7 +37,11 @@ async fn bus_connection(choice: &BusChoice, router: &Arc<Router>) -> Result<Opti
         BusChoice::Address(address) => Builder::address(address.as_str()),
     };
     let connection = async {
-        builder?.name(BUS_NAME)?.serve_at(OBJECT_PATH, ProxyInterface::new(Arc::clone(router)))?.build().await
+        builder?
+            .name(BUS_NAME)?
+            .serve_at(OBJECT_PATH, ProxyInterface::new(Arc::clone(router)))?
+            .build()
+            .await
     };
     match connection.await {
         Ok(connection) => Ok(Some(connection)),
@@ -42,30 +49,46 @@ async fn bus_connection(choice: &BusChoice, router: &Arc<Router>) -> Result<Opti
             tracing::info!(error = %error, "System bus not available; serving the control socket only");
             Ok(None)
         }
-        Err(error) => Err(format!("cannot serve {BUS_NAME} on the {choice:?} bus: {error}")),
+        Err(error) => Err(format!(
+            "cannot serve {BUS_NAME} on the {choice:?} bus: {error}"
+        )),
     }
 }
 
 fn bind_socket(path: &PathBuf) -> Result<UnixListener, String> {
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(format!("another kamal-proxy is already serving the control socket {}", path.display()));
+        return Err(format!(
+            "another kamal-proxy is already serving the control socket {}",
+            path.display()
+        ));
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(format!("cannot remove stale socket {}: {error}", path.display())),
+        Err(error) => {
+            return Err(format!(
+                "cannot remove stale socket {}: {error}",
+                path.display()
+            ))
+        }
     }
-    let listener = UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| format!("cannot set permissions on {}: {e}", path.display()))?;
     Ok(listener)
 }
 
 /// Serves one peer until it hangs up or the daemon shuts down.
-async fn serve_peer(stream: tokio::net::UnixStream, router: Arc<Router>, shutdown: CancellationToken) {
+async fn serve_peer(
+    stream: tokio::net::UnixStream,
+    router: Arc<Router>,
+    shutdown: CancellationToken,
+) {
     let connection = async {
         Builder::unix_stream(stream)
             .server(zbus::Guid::generate())?
@@ -92,7 +115,11 @@ async fn serve_peer(stream: tokio::net::UnixStream, router: Arc<Router>, shutdow
 }
 
 impl ControlServer {
-    pub async fn start(router: Arc<Router>, bus: &BusChoice, shutdown: CancellationToken) -> Result<Self, String> {
+    pub async fn start(
+        router: Arc<Router>,
+        bus: &BusChoice,
+        shutdown: CancellationToken,
+    ) -> Result<Self, String> {
         let socket_path = socket_path();
         let listener = bind_socket(&socket_path)?;
         let bus = bus_connection(bus, &router).await?;
@@ -114,7 +141,11 @@ impl ControlServer {
                 tracker.spawn(serve_peer(stream, Arc::clone(&router), shutdown.clone()));
             }
         });
-        Ok(ControlServer { socket_path, bus, connections })
+        Ok(ControlServer {
+            socket_path,
+            bus,
+            connections,
+        })
     }
 
     pub fn socket_path(&self) -> &PathBuf {

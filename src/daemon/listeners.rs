@@ -11,7 +11,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 const BACKLOG: i32 = 1024;
 
 fn bind_one(address: SocketAddr, dual_stack: bool) -> std::io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     if address.is_ipv6() {
         socket.set_only_v6(!dual_stack)?;
@@ -24,14 +28,17 @@ fn bind_one(address: SocketAddr, dual_stack: bool) -> std::io::Result<std::net::
 
 /// Binds `port` on every address (or on all interfaces); the error names the address.
 pub fn bind(addresses: &[IpAddr], port: u16) -> Result<Vec<std::net::TcpListener>, String> {
-    let describe = |address: SocketAddr, error: std::io::Error| format!("cannot listen on {address}: {error}");
+    let describe =
+        |address: SocketAddr, error: std::io::Error| format!("cannot listen on {address}: {error}");
     if addresses.is_empty() {
         let any_v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
         return match bind_one(any_v6, true) {
             Ok(listener) => Ok(vec![listener]),
             Err(_) => {
                 let any_v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
-                bind_one(any_v4, false).map(|l| vec![l]).map_err(|e| describe(any_v4, e))
+                bind_one(any_v4, false)
+                    .map(|l| vec![l])
+                    .map_err(|e| describe(any_v4, e))
             }
         };
     }
@@ -60,6 +67,9 @@ mod tests {
         let taken = bind(&["127.0.0.1".parse().unwrap()], 0).unwrap();
         let port = taken[0].local_addr().unwrap().port();
         let error = bind(&["127.0.0.1".parse().unwrap()], port).unwrap_err();
-        assert!(error.starts_with(&format!("cannot listen on 127.0.0.1:{port}")), "{error}");
+        assert!(
+            error.starts_with(&format!("cannot listen on 127.0.0.1:{port}")),
+            "{error}"
+        );
     }
 }

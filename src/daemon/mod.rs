@@ -24,8 +24,10 @@ use crate::router::Router;
 use crate::state::StateFile;
 
 async fn shutdown_signal() -> Result<(), String> {
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
@@ -34,7 +36,10 @@ async fn shutdown_signal() -> Result<(), String> {
 }
 
 fn into_tokio(listeners: Vec<std::net::TcpListener>) -> Result<Vec<TcpListener>, String> {
-    listeners.into_iter().map(|l| TcpListener::from_std(l).map_err(|e| format!("cannot use listener: {e}"))).collect()
+    listeners
+        .into_iter()
+        .map(|l| TcpListener::from_std(l).map_err(|e| format!("cannot use listener: {e}")))
+        .collect()
 }
 
 pub async fn run(config: RunConfig) -> Result<(), String> {
@@ -51,19 +56,28 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     let root = CancellationToken::new();
     let handler = Arc::new(Handler::new(Arc::clone(&router), root.child_token()));
     let listener_tasks = TaskTracker::new();
-    let info = ListenerInfo { port: http_port, scheme: "http" };
-    for listener in http {
-        listener_tasks.spawn(proxy::serve(listener, Arc::clone(&handler), info, root.child_token()));
-    }
-    let control = match ControlServer::start(Arc::clone(&router), &config.bus, root.child_token()).await {
-        Ok(control) => control,
-        Err(error) => {
-            root.cancel();
-            listener_tasks.close();
-            listener_tasks.wait().await;
-            return Err(error);
-        }
+    let info = ListenerInfo {
+        port: http_port,
+        scheme: "http",
     };
+    for listener in http {
+        listener_tasks.spawn(proxy::serve(
+            listener,
+            Arc::clone(&handler),
+            info,
+            root.child_token(),
+        ));
+    }
+    let control =
+        match ControlServer::start(Arc::clone(&router), &config.bus, root.child_token()).await {
+            Ok(control) => control,
+            Err(error) => {
+                root.cancel();
+                listener_tasks.close();
+                listener_tasks.wait().await;
+                return Err(error);
+            }
+        };
     tracing::info!(http = http_port, https = config.https_port, socket = %control.socket_path().display(), "Server started");
 
     let signal = shutdown_signal().await;

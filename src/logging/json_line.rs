@@ -11,9 +11,14 @@ pub struct JsonLine {
 impl JsonLine {
     /// Starts a line with Go slog's leading fields.
     pub fn new(level: &str, message: &str) -> Self {
-        let mut line = JsonLine { buffer: String::with_capacity(512) };
+        let mut line = JsonLine {
+            buffer: String::with_capacity(512),
+        };
         line.buffer.push('{');
-        line.str("time", &humantime::format_rfc3339_micros(SystemTime::now()).to_string());
+        line.str(
+            "time",
+            &humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+        );
         line.str("level", level);
         line.str("msg", message);
         line
@@ -90,7 +95,9 @@ mod tests {
     #[test]
     fn writes_go_slog_shape_with_escaping() {
         let mut line = JsonLine::new("INFO", "Request");
-        line.str("path", "/a\"b\n").u64("status", 200).bool("tls", false);
+        line.str("path", "/a\"b\n")
+            .u64("status", 200)
+            .bool("tls", false);
         let text = line.finish();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["msg"], "Request");

@@ -16,7 +16,11 @@ use tracing_subscriber::layer::SubscriberExt;
 
 /// Installs the JSON layer for this process; `debug` lowers the level to DEBUG.
 pub fn init(debug: bool) {
-    let level = if debug { LevelFilter::DEBUG } else { LevelFilter::INFO };
+    let level = if debug {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::INFO
+    };
     let subscriber = tracing_subscriber::registry().with(JsonLayer::new(level));
     // A second init (tests that start the daemon in-process twice) keeps the first subscriber.
     let _ = tracing::subscriber::set_global_default(subscriber);

@@ -36,12 +36,24 @@ pub struct ProxyBody {
 
 impl ProxyBody {
     pub fn full(bytes: Bytes, log: RequestLog) -> Self {
-        ProxyBody { kind: Kind::Full(Some(bytes).filter(|b| !b.is_empty())), sent: 0, log: Some(log) }
+        ProxyBody {
+            kind: Kind::Full(Some(bytes).filter(|b| !b.is_empty())),
+            sent: 0,
+            log: Some(log),
+        }
     }
 
     pub fn upstream(body: Incoming, guard: InflightGuard, log: RequestLog) -> Self {
         let cancelled = Box::pin(guard.tokens().requests.clone().cancelled_owned());
-        ProxyBody { kind: Kind::Upstream { body, cancelled, _guard: guard }, sent: 0, log: Some(log) }
+        ProxyBody {
+            kind: Kind::Upstream {
+                body,
+                cancelled,
+                _guard: guard,
+            },
+            sent: 0,
+            log: Some(log),
+        }
     }
 }
 
@@ -49,11 +61,16 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { body, cancelled, .. } => {
+            Kind::Upstream {
+                body, cancelled, ..
+            } => {
                 if cancelled.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Some(Err("request cancelled due to draining".into())));
                 }

@@ -96,6 +96,9 @@ mod tests {
 
     #[test]
     fn falls_back_to_a_bare_heading_for_other_statuses() {
-        assert_eq!(&render(StatusCode::BAD_REQUEST, None)[..], b"<h1>400 Bad Request</h1>");
+        assert_eq!(
+            &render(StatusCode::BAD_REQUEST, None)[..],
+            b"<h1>400 Bad Request</h1>"
+        );
     }
 }

@@ -4,12 +4,11 @@
 //! (with the health-check pass-through); pick and claim a healthy target (503); forward
 //! (502/504). Errors the proxy raises become its own error pages here, in one place.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{HeaderValue, CONTENT_TYPE};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -20,7 +19,7 @@ use super::body::ProxyBody;
 use super::error_page;
 use super::forward::{self, UpstreamClient};
 use super::headers::{self, ForwardedFor};
-use super::request_log::{ListenerInfo, RequestLog};
+use super::request_log::{Peer, RequestLog};
 use crate::control::PathPrefix;
 use crate::router::Router;
 use crate::routing::request_host;
@@ -58,7 +57,10 @@ struct Route {
 }
 
 fn upstream_path(request_uri: &http::Uri, prefix: &PathPrefix, strip: bool) -> PathAndQuery {
-    let original = request_uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let original = request_uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     if !strip || prefix.is_root() {
         return original;
     }
@@ -81,7 +83,11 @@ fn request_kind<B>(request: &Request<B>, service: &Service, upgrade: bool) -> Re
     }
 }
 
-fn error_response(status: StatusCode, message: Option<&str>, mut log: RequestLog) -> Response<ProxyBody> {
+fn error_response(
+    status: StatusCode,
+    message: Option<&str>,
+    mut log: RequestLog,
+) -> Response<ProxyBody> {
     let page = error_page::render(status, message);
     let content_type = HeaderValue::from_static("text/html; charset=utf-8");
     let mut headers = http::HeaderMap::new();
@@ -95,7 +101,12 @@ fn error_response(status: StatusCode, message: Option<&str>, mut log: RequestLog
 
 impl Handler {
     pub fn new(router: Arc<Router>, shutdown: CancellationToken) -> Self {
-        Handler { router, client: forward::upstream_client(), tunnels: TaskTracker::new(), shutdown }
+        Handler {
+            router,
+            client: forward::upstream_client(),
+            tunnels: TaskTracker::new(),
+            shutdown,
+        }
     }
 
     /// Waits for upgraded connections to close (they are told to at shutdown).
@@ -109,14 +120,19 @@ impl Handler {
         let matched = routes.lookup(host, uri.path())?;
         let service = Arc::clone(matched.value);
         let upstream_path = upstream_path(uri, matched.prefix, service.options.strip_prefix);
-        Some(Route { service, upstream_path })
+        Some(Route {
+            service,
+            upstream_path,
+        })
     }
 
-    pub async fn handle(&self, mut request: Request<Incoming>, listener: ListenerInfo, client: SocketAddr) -> Response<ProxyBody> {
+    pub async fn handle(&self, mut request: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
         let start = Instant::now();
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         let request_id = headers::ensure_request_id_and_start(request.headers_mut(), now_ms);
-        let mut log = RequestLog::new(&request, listener, client, start, request_id);
+        let mut log = RequestLog::new(&request, peer, start, request_id);
 
         let host = match request_host(&request) {
             Ok(host) => host.into_owned(),
@@ -126,19 +142,30 @@ impl Handler {
             return error_response(StatusCode::NOT_FOUND, None, log);
         };
         log.service = Some(route.service.name.to_string());
-        log.record_request_headers(request.headers(), &route.service.target_options.log_request_headers);
+        log.record_request_headers(
+            request.headers(),
+            &route.service.target_options.log_request_headers,
+        );
 
         match self.hold_while_paused(&request, &route).await {
             PauseOutcome::Proceed => {}
-            PauseOutcome::HealthCheckPassThrough => return Response::new(ProxyBody::full(Bytes::new(), log)),
-            PauseOutcome::Refuse(status, message) => return error_response(status, message.as_deref(), log),
+            PauseOutcome::HealthCheckPassThrough => {
+                return Response::new(ProxyBody::full(Bytes::new(), log))
+            }
+            PauseOutcome::Refuse(status, message) => {
+                return error_response(status, message.as_deref(), log)
+            }
         }
 
         let upgrade = headers::is_upgrade(request.headers());
         let mut guard = None;
         for _ in 0..CLAIM_ATTEMPTS {
             let kind = request_kind(&request, &route.service, upgrade);
-            guard = route.service.active.pick(kind).and_then(|target| target.claim());
+            guard = route
+                .service
+                .active
+                .pick(kind)
+                .and_then(|target| target.claim());
             if guard.is_some() {
                 break;
             }
@@ -150,7 +177,7 @@ impl Handler {
         let Some(guard) = guard else {
             return error_response(StatusCode::SERVICE_UNAVAILABLE, None, log);
         };
-        self.forward(request, route, guard, listener, client, upgrade, log).await
+        self.forward(request, route, guard, peer, log).await
     }
 
     async fn hold_while_paused(&self, request: &Request<Incoming>, route: &Route) -> PauseOutcome {
@@ -162,7 +189,9 @@ impl Handler {
         }
         match pause.wait().await {
             PauseWaitAction::Proceed => PauseOutcome::Proceed,
-            PauseWaitAction::Stopped(message) => PauseOutcome::Refuse(StatusCode::SERVICE_UNAVAILABLE, Some(message)),
+            PauseWaitAction::Stopped(message) => {
+                PauseOutcome::Refuse(StatusCode::SERVICE_UNAVAILABLE, Some(message))
+            }
             PauseWaitAction::TimedOut => {
                 tracing::warn!(service = %route.service.name, "Rejecting request due to expired pause");
                 PauseOutcome::Refuse(StatusCode::GATEWAY_TIMEOUT, None)
@@ -170,17 +199,15 @@ impl Handler {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         mut request: Request<Incoming>,
         route: Route,
         guard: InflightGuard,
-        listener: ListenerInfo,
-        client: SocketAddr,
-        upgrade: bool,
+        peer: Peer,
         mut log: RequestLog,
     ) -> Response<ProxyBody> {
+        let upgrade = headers::is_upgrade(request.headers());
         let service = &route.service;
         let target = Arc::clone(guard.target());
         log.target = Some(target.address().to_string());
@@ -189,15 +216,22 @@ impl Handler {
         headers::set_forwarded_headers(
             request.headers_mut(),
             &ForwardedFor {
-                peer: client.ip(),
-                scheme: listener.scheme,
+                peer: peer.client.ip(),
+                scheme: peer.listener.scheme,
                 target: target.address().as_str(),
                 trust_client: service.target_options.forward_headers,
             },
         );
         forward::retarget(&mut request, target.authority(), route.upstream_path);
 
-        let mut response = match forward::send(&self.client, request, service.target_options.response_timeout, &guard).await {
+        let mut response = match forward::send(
+            &self.client,
+            request,
+            service.target_options.response_timeout,
+            &guard,
+        )
+        .await
+        {
             Ok(response) => response,
             Err(error) => {
                 match &error {
@@ -215,10 +249,20 @@ impl Handler {
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         headers::remove_hop_by_hop(response.headers_mut(), switching);
-        log.record_response(response.status(), response.headers(), &service.target_options.log_response_headers);
+        log.record_response(
+            response.status(),
+            response.headers(),
+            &service.target_options.log_response_headers,
+        );
         if let (true, Some(client_side)) = (switching, client_side) {
             let target_side = hyper::upgrade::on(&mut response);
-            forward::spawn_tunnel(&self.tunnels, client_side, target_side, guard, self.shutdown.clone());
+            forward::spawn_tunnel(
+                &self.tunnels,
+                client_side,
+                target_side,
+                guard,
+                self.shutdown.clone(),
+            );
             return response.map(|_| ProxyBody::full(Bytes::new(), log));
         }
         response.map(|body| ProxyBody::upstream(body, guard, log))
@@ -236,7 +280,10 @@ mod tests {
 
     #[test]
     fn strips_the_matched_prefix_and_keeps_the_raw_query() {
-        assert_eq!(path("/app/show?p1=a;b;c&p2=%x", "/app", true), "/show?p1=a;b;c&p2=%x");
+        assert_eq!(
+            path("/app/show?p1=a;b;c&p2=%x", "/app", true),
+            "/show?p1=a;b;c&p2=%x"
+        );
         assert_eq!(path("/app", "/app", true), "/");
         assert_eq!(path("/app?x=1", "/app", true), "/?x=1");
         assert_eq!(path("/app/show", "/app", false), "/app/show");

@@ -38,13 +38,20 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|v| {
+                v.split(',')
+                    .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names. For an
 /// upgrade, `Connection: upgrade` and `Upgrade` are kept: they are the request.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let upgrade = if keep_upgrade { headers.get(UPGRADE).cloned() } else { None };
+    let upgrade = if keep_upgrade {
+        headers.get(UPGRADE).cloned()
+    } else {
+        None
+    };
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -79,7 +86,11 @@ pub fn ensure_request_id_and_start(headers: &mut HeaderMap, now_unix_ms: u128) -
 
 /// Joins every value of `name` with ", ", as Go does for repeated `X-Forwarded-For`.
 fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     (!values.is_empty()).then(|| values.join(", "))
 }
 
@@ -102,7 +113,11 @@ pub fn set_forwarded_headers(headers: &mut HeaderMap, forwarded: &ForwardedFor<'
     headers.remove(&FORWARDED);
     let peer = forwarded.peer.to_string();
     let trust = forwarded.trust_client;
-    let client_for = if trust { joined(headers, &X_FORWARDED_FOR) } else { None };
+    let client_for = if trust {
+        joined(headers, &X_FORWARDED_FOR)
+    } else {
+        None
+    };
     let xff = match client_for {
         Some(chain) => format!("{chain}, {peer}"),
         None => peer,
@@ -135,14 +150,22 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
         }
         map
     }
 
     #[test]
     fn removes_hop_by_hop_headers_and_those_connection_names() {
-        let mut map = headers(&[("connection", "keep-alive, x-secret"), ("x-secret", "1"), ("keep-alive", "5"), ("x-app", "1")]);
+        let mut map = headers(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "5"),
+            ("x-app", "1"),
+        ]);
         remove_hop_by_hop(&mut map, false);
         assert_eq!(map.len(), 1);
         assert!(map.contains_key("x-app"));
@@ -159,9 +182,22 @@ mod tests {
 
     #[test]
     fn appends_to_trusted_forwarded_headers() {
-        let mut map = headers(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https"), ("host", "a.com"), ("forwarded", "for=x")]);
+        let mut map = headers(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+            ("host", "a.com"),
+            ("forwarded", "for=x"),
+        ]);
         let peer = "127.0.0.1".parse().unwrap();
-        set_forwarded_headers(&mut map, &ForwardedFor { peer, scheme: "http", target: "t:80", trust_client: true });
+        set_forwarded_headers(
+            &mut map,
+            &ForwardedFor {
+                peer,
+                scheme: "http",
+                target: "t:80",
+                trust_client: true,
+            },
+        );
         assert_eq!(map.get("x-forwarded-for").unwrap(), "1.1.1.1, 127.0.0.1");
         assert_eq!(map.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(map.get("x-forwarded-host").unwrap(), "a.com");
@@ -171,9 +207,21 @@ mod tests {
 
     #[test]
     fn replaces_untrusted_forwarded_headers() {
-        let mut map = headers(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https"), ("host", "a.com")]);
+        let mut map = headers(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+            ("host", "a.com"),
+        ]);
         let peer = "127.0.0.1".parse().unwrap();
-        set_forwarded_headers(&mut map, &ForwardedFor { peer, scheme: "http", target: "t:80", trust_client: false });
+        set_forwarded_headers(
+            &mut map,
+            &ForwardedFor {
+                peer,
+                scheme: "http",
+                target: "t:80",
+                trust_client: false,
+            },
+        );
         assert_eq!(map.get("x-forwarded-for").unwrap(), "127.0.0.1");
         assert_eq!(map.get("x-forwarded-proto").unwrap(), "http");
     }

@@ -19,6 +19,13 @@ pub struct ListenerInfo {
     pub scheme: &'static str,
 }
 
+/// One client connection: the listener it came in on and the client's address.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub listener: ListenerInfo,
+    pub client: SocketAddr,
+}
+
 pub struct RequestLog {
     start: Instant,
     listener: ListenerInfo,
@@ -45,16 +52,26 @@ fn field_name(prefix: &str, header: &HeaderName) -> String {
 }
 
 fn joined(headers: &HeaderMap, name: &HeaderName) -> String {
-    headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",")
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl RequestLog {
-    pub fn new<B>(request: &Request<B>, listener: ListenerInfo, client: SocketAddr, start: Instant, request_id: HeaderValue) -> Self {
+    pub fn new<B>(
+        request: &Request<B>,
+        peer: Peer,
+        start: Instant,
+        request_id: HeaderValue,
+    ) -> Self {
         let headers = request.headers();
         RequestLog {
             start,
-            listener,
-            client,
+            listener: peer.listener,
+            client: peer.client,
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
@@ -74,23 +91,39 @@ impl RequestLog {
 
     pub fn record_request_headers(&mut self, headers: &HeaderMap, names: &[HeaderName]) {
         for name in names {
-            self.extra.push((field_name("req_", name), joined(headers, name)));
+            self.extra
+                .push((field_name("req_", name), joined(headers, name)));
         }
     }
 
-    pub fn record_response(&mut self, status: StatusCode, headers: &HeaderMap, names: &[HeaderName]) {
+    pub fn record_response(
+        &mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        names: &[HeaderName],
+    ) {
         self.status = status;
         self.resp_content_type = headers.get(CONTENT_TYPE).cloned();
         for name in names {
-            self.extra.push((field_name("resp_", name), joined(headers, name)));
+            self.extra
+                .push((field_name("resp_", name), joined(headers, name)));
         }
     }
 
     pub fn write(self, bytes_sent: u64) {
-        let text = |value: &Option<HeaderValue>| value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let text = |value: &Option<HeaderValue>| {
+            value
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
         let client_addr = self.client.ip().to_string();
         let host = text(&self.host);
-        let host = host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(host.as_str(), |(h, _)| h);
+        let host = host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host.as_str(), |(h, _)| h);
         let mut line = JsonLine::new("INFO", "Request");
         line.str("host", host)
             .u64("port", u64::from(self.listener.port))
@@ -99,22 +132,37 @@ impl RequestLog {
             .u64("status", u64::from(self.status.as_u16()))
             .str("service", self.service.as_deref().unwrap_or(""))
             .str("target", self.target.as_deref().unwrap_or(""))
-            .u64("duration", u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+            .u64(
+                "duration",
+                u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            )
             .str("method", self.method.as_str())
-            .i64("req_content_length", text(&self.req_content_length).parse().unwrap_or(0))
+            .i64(
+                "req_content_length",
+                text(&self.req_content_length).parse().unwrap_or(0),
+            )
             .str("req_content_type", &text(&self.req_content_type))
             .u64("resp_content_length", bytes_sent)
             .str("resp_content_type", &text(&self.resp_content_type))
             .str("client_addr", &client_addr)
             .u64("client_port", u64::from(self.client.port()))
-            .str("remote_addr", self.forwarded_for.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(&client_addr))
+            .str(
+                "remote_addr",
+                self.forwarded_for
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(&client_addr),
+            )
             .str("user_agent", &text(&self.user_agent))
-            .str("proto", match self.version {
-                Version::HTTP_10 => "HTTP/1.0",
-                Version::HTTP_2 => "HTTP/2.0",
-                Version::HTTP_3 => "HTTP/3.0",
-                _ => "HTTP/1.1",
-            })
+            .str(
+                "proto",
+                match self.version {
+                    Version::HTTP_10 => "HTTP/1.0",
+                    Version::HTTP_2 => "HTTP/2.0",
+                    Version::HTTP_3 => "HTTP/3.0",
+                    _ => "HTTP/1.1",
+                },
+            )
             .str("scheme", self.listener.scheme)
             .str("query", self.uri.query().unwrap_or(""));
         for (name, value) in &self.extra {

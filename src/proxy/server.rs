@@ -17,13 +17,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::handler::Handler;
-use super::request_log::ListenerInfo;
+use super::request_log::{ListenerInfo, Peer};
 
 /// How long in-flight requests may run after shutdown begins (Go's limit).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves `listener` until `shutdown` is cancelled, then drains its connections.
-pub async fn serve(listener: TcpListener, handler: Arc<Handler>, info: ListenerInfo, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    info: ListenerInfo,
+    shutdown: CancellationToken,
+) {
     let connections = TaskTracker::new();
     loop {
         let (stream, client) = tokio::select! {
@@ -42,7 +47,19 @@ pub async fn serve(listener: TcpListener, handler: Arc<Handler>, info: ListenerI
         let handler = Arc::clone(&handler);
         let service = service_fn(move |request| {
             let handler = Arc::clone(&handler);
-            async move { Ok::<_, Infallible>(handler.handle(request, info, client).await) }
+            async move {
+                Ok::<_, Infallible>(
+                    handler
+                        .handle(
+                            request,
+                            Peer {
+                                listener: info,
+                                client,
+                            },
+                        )
+                        .await,
+                )
+            }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -65,7 +82,10 @@ pub async fn serve(listener: TcpListener, handler: Arc<Handler>, info: ListenerI
     }
     drop(listener);
     connections.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("Closing active connections");
     }
 }

@@ -51,7 +51,11 @@ mod tests {
     use super::*;
 
     fn host_of(value: &str) -> Result<Cow<'static, str>, RequestHostError> {
-        let request = Request::builder().uri("/").header(HOST, value).body(()).unwrap();
+        let request = Request::builder()
+            .uri("/")
+            .header(HOST, value)
+            .body(())
+            .unwrap();
         request_host(&request).map(|h| Cow::Owned(h.into_owned()))
     }
 

@@ -27,7 +27,11 @@ pub struct RouteMatch<'a, T> {
 
 impl<T> Default for RoutingTable<T> {
     fn default() -> Self {
-        RoutingTable { exact: HashMap::new(), wildcard: HashMap::new(), catch_all: Vec::new() }
+        RoutingTable {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            catch_all: Vec::new(),
+        }
     }
 }
 
@@ -57,7 +61,7 @@ impl<T> RoutingTable<T> {
             bindings.push(Binding { prefix, value });
         }
         let longest_first = |bindings: &mut Bindings<T>| {
-            bindings.sort_by(|a, b| b.prefix.as_str().len().cmp(&a.prefix.as_str().len()))
+            bindings.sort_by_key(|b| std::cmp::Reverse(b.prefix.as_str().len()))
         };
         table.exact.values_mut().for_each(longest_first);
         table.wildcard.values_mut().for_each(longest_first);
@@ -70,12 +74,18 @@ impl<T> RoutingTable<T> {
         let bindings = self
             .exact
             .get(host)
-            .or_else(|| host.split_once('.').and_then(|(_, parent)| self.wildcard.get(parent)))
+            .or_else(|| {
+                host.split_once('.')
+                    .and_then(|(_, parent)| self.wildcard.get(parent))
+            })
             .unwrap_or(&self.catch_all);
         bindings
             .iter()
             .find(|binding| prefix_matches(&binding.prefix, path))
-            .map(|binding| RouteMatch { value: &binding.value, prefix: &binding.prefix })
+            .map(|binding| RouteMatch {
+                value: &binding.value,
+                prefix: &binding.prefix,
+            })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -100,7 +110,11 @@ mod tests {
 
     #[test]
     fn prefers_exact_then_wildcard_then_catch_all() {
-        let t = table(&[("a.example.com", "/", "exact"), ("*.example.com", "/", "wild"), ("", "/", "default")]);
+        let t = table(&[
+            ("a.example.com", "/", "exact"),
+            ("*.example.com", "/", "wild"),
+            ("", "/", "default"),
+        ]);
         assert_eq!(route(&t, "a.example.com", "/"), Some("exact"));
         assert_eq!(route(&t, "b.example.com", "/"), Some("wild"));
         assert_eq!(route(&t, "example.com", "/"), Some("default"));
@@ -109,7 +123,11 @@ mod tests {
 
     #[test]
     fn matches_prefixes_on_segment_boundaries_longest_first() {
-        let t = table(&[("", "/app", "app"), ("", "/app/special", "special"), ("", "/", "root")]);
+        let t = table(&[
+            ("", "/app", "app"),
+            ("", "/app/special", "special"),
+            ("", "/", "root"),
+        ]);
         assert_eq!(route(&t, "x", "/app"), Some("app"));
         assert_eq!(route(&t, "x", "/app/"), Some("app"));
         assert_eq!(route(&t, "x", "/app/special/1"), Some("special"));

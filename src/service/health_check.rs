@@ -31,7 +31,11 @@ impl Default for HealthClient {
     fn default() -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        HealthClient(Client::builder(TokioExecutor::new()).pool_max_idle_per_host(2).build(connector))
+        HealthClient(
+            Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(2)
+                .build(connector),
+        )
     }
 }
 
@@ -46,7 +50,11 @@ impl HealthClient {
         let attempt = async {
             let response = self.0.request(request).await.map_err(|e| error_chain(&e))?;
             let status = response.status();
-            response.into_body().collect().await.map_err(|e| e.to_string())?;
+            response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
             if status.is_success() {
                 Ok(())
             } else {
@@ -55,7 +63,12 @@ impl HealthClient {
         };
         tokio::time::timeout(timeout, attempt)
             .await
-            .unwrap_or_else(|_| Err(format!("no response within {}", crate::go_duration::format(timeout))))
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no response within {}",
+                    crate::go_duration::format(timeout)
+                ))
+            })
     }
 }
 
@@ -81,7 +94,12 @@ pub struct HealthCheck {
 }
 
 impl HealthCheck {
-    pub fn new(client: HealthClient, target: Arc<Target>, config: &HealthCheckConfig, service: &str) -> Self {
+    pub fn new(
+        client: HealthClient,
+        target: Arc<Target>,
+        config: &HealthCheckConfig,
+        service: &str,
+    ) -> Self {
         let port = config.port.unwrap_or(target.address().port());
         let uri = format!("http://{}:{port}{}", target.address().host(), config.path)
             .parse()
@@ -99,7 +117,12 @@ impl HealthCheck {
 
     /// Checks now, then every interval, until cancelled; with `stop_when_healthy` (a lone
     /// writer, as in Go) the first success ends the checks.
-    pub async fn run(self, stop_when_healthy: bool, changed: Arc<Notify>, cancel: CancellationToken) {
+    pub async fn run(
+        self,
+        stop_when_healthy: bool,
+        changed: Arc<Notify>,
+        cancel: CancellationToken,
+    ) {
         loop {
             let result = tokio::select! {
                 result = self.client.check(&self.uri, self.host.as_deref(), self.timeout) => result,

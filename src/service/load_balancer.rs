@@ -43,7 +43,10 @@ fn pick_from(targets: &[Arc<Target>], next: &AtomicUsize) -> Option<Arc<Target>>
         return None;
     }
     let start = next.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-    (0..count).map(|offset| &targets[(start + offset) % count]).find(|t| t.is_routable()).cloned()
+    (0..count)
+        .map(|offset| &targets[(start + offset) % count])
+        .find(|t| t.is_routable())
+        .cloned()
 }
 
 impl LoadBalancer {
@@ -74,7 +77,12 @@ impl LoadBalancer {
     /// Starts checking every target now. A lone writer stops being checked once healthy, as
     /// in Go: with nowhere else to send traffic, taking it out of rotation would only turn
     /// a 502 into a 503.
-    pub fn start_health_checks(&self, client: &HealthClient, config: &HealthCheckConfig, service: &str) {
+    pub fn start_health_checks(
+        &self,
+        client: &HealthClient,
+        config: &HealthCheckConfig,
+        service: &str,
+    ) {
         let stop_when_healthy = self.writers.len() == 1 && self.readers.is_empty();
         for target in self.all_targets() {
             let check = HealthCheck::new(client.clone(), Arc::clone(target), config, service);
@@ -94,7 +102,8 @@ impl LoadBalancer {
     }
 
     pub fn all_healthy(&self) -> bool {
-        self.all_targets().all(|t| t.state() == TargetState::Healthy)
+        self.all_targets()
+            .all(|t| t.state() == TargetState::Healthy)
     }
 
     /// Waits until every target is healthy; `false` if the timeout passed first.
@@ -132,7 +141,10 @@ impl LoadBalancer {
     /// Drains every target in parallel; returns how many requests were cut off.
     pub async fn drain(&self, timeout: Duration, mode: DrainMode) -> usize {
         let drains = self.all_targets().map(|target| target.drain(timeout, mode));
-        futures_util::future::join_all(drains).await.into_iter().sum()
+        futures_util::future::join_all(drains)
+            .await
+            .into_iter()
+            .sum()
     }
 }
 
@@ -147,7 +159,11 @@ mod tests {
     use super::*;
 
     fn balancer(writers: &[&str], readers: &[&str]) -> LoadBalancer {
-        let parse = |list: &[&str]| list.iter().map(|a| TargetAddress::parse(a).unwrap()).collect::<Vec<_>>();
+        let parse = |list: &[&str]| {
+            list.iter()
+                .map(|a| TargetAddress::parse(a).unwrap())
+                .collect::<Vec<_>>()
+        };
         LoadBalancer::new(&parse(writers), &parse(readers))
     }
 
@@ -159,7 +175,9 @@ mod tests {
     fn rotates_over_healthy_writers_starting_at_the_second() {
         let lb = balancer(&["w1:80", "w2:80", "w3:80"], &[]);
         lb.mark_all_healthy();
-        let picks: Vec<_> = (0..4).map(|_| picked(&lb, RequestKind::Write).unwrap()).collect();
+        let picks: Vec<_> = (0..4)
+            .map(|_| picked(&lb, RequestKind::Write).unwrap())
+            .collect();
         assert_eq!(picks, ["w2:80", "w3:80", "w1:80", "w2:80"]);
     }
 

@@ -24,7 +24,11 @@ pub struct PauseStatus {
 
 impl Default for PauseStatus {
     fn default() -> Self {
-        PauseStatus { state: PauseState::Running, stop_message: String::new(), fail_after: DEFAULT_MAX_PAUSE }
+        PauseStatus {
+            state: PauseState::Running,
+            stop_message: String::new(),
+            fail_after: DEFAULT_MAX_PAUSE,
+        }
     }
 }
 
@@ -55,7 +59,10 @@ fn encode(state: PauseState) -> u8 {
 impl PauseController {
     pub fn new(status: PauseStatus) -> Self {
         let state = AtomicU8::new(encode(status.state));
-        PauseController { status: watch::Sender::new(status), state }
+        PauseController {
+            status: watch::Sender::new(status),
+            state,
+        }
     }
 
     pub fn status(&self) -> PauseStatus {
@@ -69,17 +76,29 @@ impl PauseController {
 
     pub fn pause(&self, fail_after: Duration) {
         let stop_message = self.status.borrow().stop_message.clone();
-        self.set(PauseStatus { state: PauseState::Paused, stop_message, fail_after });
+        self.set(PauseStatus {
+            state: PauseState::Paused,
+            stop_message,
+            fail_after,
+        });
     }
 
     pub fn stop(&self, message: String) {
         let fail_after = self.status.borrow().fail_after;
-        self.set(PauseStatus { state: PauseState::Stopped, stop_message: message, fail_after });
+        self.set(PauseStatus {
+            state: PauseState::Stopped,
+            stop_message: message,
+            fail_after,
+        });
     }
 
     pub fn resume(&self) {
         let fail_after = self.status.borrow().fail_after;
-        self.set(PauseStatus { state: PauseState::Running, stop_message: String::new(), fail_after });
+        self.set(PauseStatus {
+            state: PauseState::Running,
+            stop_message: String::new(),
+            fail_after,
+        });
     }
 
     pub async fn wait(&self) -> PauseWaitAction {
@@ -93,7 +112,9 @@ impl PauseController {
                 let status = updates.borrow_and_update();
                 match status.state {
                     PauseState::Running => Some(PauseWaitAction::Proceed),
-                    PauseState::Stopped => Some(PauseWaitAction::Stopped(status.stop_message.clone())),
+                    PauseState::Stopped => {
+                        Some(PauseWaitAction::Stopped(status.stop_message.clone()))
+                    }
                     PauseState::Paused => None,
                 }
             };
@@ -144,7 +165,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         controller.stop("back soon".into());
-        assert_eq!(waiter.await.unwrap(), PauseWaitAction::Stopped("back soon".into()));
+        assert_eq!(
+            waiter.await.unwrap(),
+            PauseWaitAction::Stopped("back soon".into())
+        );
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //!   done (upgraded connections hold one too);
 //! - `drain` refuses new claims, closes upgraded connections at once, waits for in-flight
 //!   requests up to the deadline, then cancels the rest (they get 504, or a cut stream).
+//!
 //! Claims and drains meet on two `SeqCst` atomics, so a claim racing a drain either is
 //! waited for or backs off and is re-routed by the caller; it is never lost.
 
@@ -78,7 +79,10 @@ impl Drop for InflightGuard {
 impl Target {
     pub fn new(address: TargetAddress) -> Arc<Self> {
         // Infallible: `TargetAddress` only admits `host:port` forms that are valid authorities.
-        let authority = address.authority().parse().expect("validated target authority");
+        let authority = address
+            .authority()
+            .parse()
+            .expect("validated target authority");
         Arc::new(Target {
             address,
             authority,
@@ -125,8 +129,15 @@ impl Target {
             return None;
         }
         // Poisoning would need a panic while cloning two tokens; keep serving if it happens.
-        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        Some(InflightGuard { target: Arc::clone(self), tokens })
+        let tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Some(InflightGuard {
+            target: Arc::clone(self),
+            tokens,
+        })
     }
 
     /// Drains the target: see the module doc. Returns how many requests were cancelled at
@@ -168,7 +179,12 @@ mod tests {
 
     #[tokio::test]
     async fn drain_returns_at_once_when_idle() {
-        assert_eq!(target().drain(Duration::from_secs(5), DrainMode::Reopen).await, 0);
+        assert_eq!(
+            target()
+                .drain(Duration::from_secs(5), DrainMode::Reopen)
+                .await,
+            0
+        );
     }
 
     #[tokio::test]
@@ -179,7 +195,12 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             drop(guard);
         });
-        assert_eq!(target.drain(Duration::from_secs(5), DrainMode::Reopen).await, 0);
+        assert_eq!(
+            target
+                .drain(Duration::from_secs(5), DrainMode::Reopen)
+                .await,
+            0
+        );
         release.await.unwrap();
         assert_eq!(target.inflight(), 0);
     }
@@ -192,7 +213,11 @@ mod tests {
         let upgrades = guard.tokens().upgrades.clone();
         let drain = tokio::spawn({
             let target = Arc::clone(&target);
-            async move { target.drain(Duration::from_millis(30), DrainMode::Reopen).await }
+            async move {
+                target
+                    .drain(Duration::from_millis(30), DrainMode::Reopen)
+                    .await
+            }
         });
         cancelled.cancelled().await;
         assert!(upgrades.is_cancelled());
@@ -206,7 +231,11 @@ mod tests {
         let guard = target.claim().unwrap();
         let drain = tokio::spawn({
             let target = Arc::clone(&target);
-            async move { target.drain(Duration::from_secs(5), DrainMode::Reopen).await }
+            async move {
+                target
+                    .drain(Duration::from_secs(5), DrainMode::Reopen)
+                    .await
+            }
         });
         while !target.draining.load(Ordering::SeqCst) {
             tokio::task::yield_now().await;
@@ -221,7 +250,9 @@ mod tests {
     #[tokio::test]
     async fn refuses_claims_for_good_once_retired() {
         let target = target();
-        target.drain(Duration::from_secs(1), DrainMode::Retire).await;
+        target
+            .drain(Duration::from_secs(1), DrainMode::Retire)
+            .await;
         assert!(target.claim().is_none());
     }
 }
