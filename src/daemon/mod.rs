@@ -79,7 +79,10 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             }
         };
     if let Some(port) = config.metrics_port {
-        tracing::warn!(metrics_port = port, "Metrics are not available in this build yet; --metrics-port is ignored");
+        tracing::warn!(
+            metrics_port = port,
+            "Metrics are not available in this build yet; --metrics-port is ignored"
+        );
     }
     tracing::info!(http = http_port, https = config.https_port, socket = %control.socket_path().display(), "Server started");
 
