@@ -17,14 +17,28 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
     #[test]
     fn joins_every_cause() {
         let inner =
             std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
-        let outer = std::io::Error::other(inner);
         assert_eq!(
-            error_chain(&outer),
-            "Connection refused: Connection refused"
+            error_chain(&Outer(inner)),
+            "client error (Connect): Connection refused"
         );
     }
 }
