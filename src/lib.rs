@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod control;
 pub mod daemon;
+pub mod error_chain;
 pub mod go_duration;
 pub mod logging;
 pub mod proxy;

@@ -219,6 +219,12 @@ impl Router {
         } = request;
         let (service_options, target_options) = options::resolve(&options)?;
         let timings = DeployTimings::resolve(&options);
+        if service_options.tls.is_enabled() {
+            // Serving a TLS service over plain HTTP would silently drop the protection asked for.
+            return Err(ControlError::InvalidOptions(
+                "TLS is not available in this build yet: there is no HTTPS listener; deploy without --tls".into(),
+            ));
+        }
         if targets.is_empty() {
             return Err(ControlError::InvalidOptions(
                 "at least one target is required".into(),

@@ -176,7 +176,6 @@ async fn busctl_deploys_and_lists_as_documented() {
             &bus,
             &[
                 "call",
-                "--timeout=30",
                 NAME,
                 PATH,
                 NAME,

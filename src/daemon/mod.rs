@@ -78,6 +78,12 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
                 return Err(error);
             }
         };
+    if let Some(port) = config.metrics_port {
+        tracing::warn!(
+            metrics_port = port,
+            "Metrics are not available in this build yet; --metrics-port is ignored"
+        );
+    }
     tracing::info!(http = http_port, https = config.https_port, socket = %control.socket_path().display(), "Server started");
 
     let signal = shutdown_signal().await;

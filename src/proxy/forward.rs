@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::error_chain::error_chain;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -80,16 +81,6 @@ pub async fn send(
         },
         () = guard.tokens().requests.cancelled() => Err(ForwardError::Drained),
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message = format!("{message}: {cause}");
-        source = cause.source();
-    }
-    message
 }
 
 /// Splices an upgraded client connection to the upgraded target connection until either

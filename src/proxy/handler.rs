@@ -4,7 +4,6 @@
 //! (with the health-check pass-through); pick and claim a healthy target (503); forward
 //! (502/504). Errors the proxy raises become its own error pages here, in one place.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +19,7 @@ use super::body::ProxyBody;
 use super::error_page;
 use super::forward::{self, UpstreamClient};
 use super::headers::{self, ForwardedFor};
-use super::request_log::{ListenerInfo, RequestLog};
+use super::request_log::{Peer, RequestLog};
 use crate::control::PathPrefix;
 use crate::router::Router;
 use crate::routing::request_host;
@@ -127,18 +126,13 @@ impl Handler {
         })
     }
 
-    pub async fn handle(
-        &self,
-        mut request: Request<Incoming>,
-        listener: ListenerInfo,
-        client: SocketAddr,
-    ) -> Response<ProxyBody> {
+    pub async fn handle(&self, mut request: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
         let start = Instant::now();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let request_id = headers::ensure_request_id_and_start(request.headers_mut(), now_ms);
-        let mut log = RequestLog::new(&request, listener, client, start, request_id);
+        let mut log = RequestLog::new(&request, peer, start, request_id);
 
         let host = match request_host(&request) {
             Ok(host) => host.into_owned(),
@@ -183,8 +177,7 @@ impl Handler {
         let Some(guard) = guard else {
             return error_response(StatusCode::SERVICE_UNAVAILABLE, None, log);
         };
-        self.forward(request, route, guard, listener, client, upgrade, log)
-            .await
+        self.forward(request, route, guard, peer, log).await
     }
 
     async fn hold_while_paused(&self, request: &Request<Incoming>, route: &Route) -> PauseOutcome {
@@ -206,17 +199,15 @@ impl Handler {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         mut request: Request<Incoming>,
         route: Route,
         guard: InflightGuard,
-        listener: ListenerInfo,
-        client: SocketAddr,
-        upgrade: bool,
+        peer: Peer,
         mut log: RequestLog,
     ) -> Response<ProxyBody> {
+        let upgrade = headers::is_upgrade(request.headers());
         let service = &route.service;
         let target = Arc::clone(guard.target());
         log.target = Some(target.address().to_string());
@@ -225,8 +216,8 @@ impl Handler {
         headers::set_forwarded_headers(
             request.headers_mut(),
             &ForwardedFor {
-                peer: client.ip(),
-                scheme: listener.scheme,
+                peer: peer.client.ip(),
+                scheme: peer.listener.scheme,
                 target: target.address().as_str(),
                 trust_client: service.target_options.forward_headers,
             },

@@ -19,6 +19,13 @@ pub struct ListenerInfo {
     pub scheme: &'static str,
 }
 
+/// One client connection: the listener it came in on and the client's address.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub listener: ListenerInfo,
+    pub client: SocketAddr,
+}
+
 pub struct RequestLog {
     start: Instant,
     listener: ListenerInfo,
@@ -56,16 +63,15 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> String {
 impl RequestLog {
     pub fn new<B>(
         request: &Request<B>,
-        listener: ListenerInfo,
-        client: SocketAddr,
+        peer: Peer,
         start: Instant,
         request_id: HeaderValue,
     ) -> Self {
         let headers = request.headers();
         RequestLog {
             start,
-            listener,
-            client,
+            listener: peer.listener,
+            client: peer.client,
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::handler::Handler;
-use super::request_log::ListenerInfo;
+use super::request_log::{ListenerInfo, Peer};
 
 /// How long in-flight requests may run after shutdown begins (Go's limit).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -47,7 +47,19 @@ pub async fn serve(
         let handler = Arc::clone(&handler);
         let service = service_fn(move |request| {
             let handler = Arc::clone(&handler);
-            async move { Ok::<_, Infallible>(handler.handle(request, info, client).await) }
+            async move {
+                Ok::<_, Infallible>(
+                    handler
+                        .handle(
+                            request,
+                            Peer {
+                                listener: info,
+                                client,
+                            },
+                        )
+                        .await,
+                )
+            }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())

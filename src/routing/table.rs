@@ -61,7 +61,7 @@ impl<T> RoutingTable<T> {
             bindings.push(Binding { prefix, value });
         }
         let longest_first = |bindings: &mut Bindings<T>| {
-            bindings.sort_by(|a, b| b.prefix.as_str().len().cmp(&a.prefix.as_str().len()))
+            bindings.sort_by_key(|b| std::cmp::Reverse(b.prefix.as_str().len()))
         };
         table.exact.values_mut().for_each(longest_first);
         table.wildcard.values_mut().for_each(longest_first);

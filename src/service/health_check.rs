@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error_chain::error_chain;
 use bytes::Bytes;
 use http::header::{HOST, USER_AGENT};
 use http::{Request, Uri};
@@ -70,17 +71,6 @@ impl HealthClient {
                 ))
             })
     }
-}
-
-/// The innermost cause is what an operator needs ("Connection refused"), not "client error".
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message = format!("{message}: {cause}");
-        source = cause.source();
-    }
-    message
 }
 
 pub struct HealthCheck {

@@ -5,6 +5,7 @@
 //!   done (upgraded connections hold one too);
 //! - `drain` refuses new claims, closes upgraded connections at once, waits for in-flight
 //!   requests up to the deadline, then cancels the rest (they get 504, or a cut stream).
+//!
 //! Claims and drains meet on two `SeqCst` atomics, so a claim racing a drain either is
 //! waited for or backs off and is re-routed by the caller; it is never lost.
 
