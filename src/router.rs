@@ -19,6 +19,7 @@ use crate::control::{
     StopOptions, TargetAddress,
 };
 use crate::routing::RoutingTable;
+use crate::service::error_pages::ErrorPages;
 use crate::service::health_check::HealthClient;
 use crate::service::load_balancer::LoadBalancer;
 use crate::service::options::{self, DeployTimings, DEFAULT_DRAIN_TIMEOUT};
@@ -111,6 +112,13 @@ fn conflicting_service<'a>(
     bindings(candidate)
         .iter()
         .find_map(|key| owners.get(key).copied())
+}
+
+/// Reads the pages off the async runtime: a directory on a slow disk must not stall traffic.
+async fn load_error_pages(path: String) -> Result<ErrorPages, String> {
+    tokio::task::spawn_blocking(move || ErrorPages::load(std::path::Path::new(&path)))
+        .await
+        .map_err(|e| format!("unable to load error pages: {e}"))?
 }
 
 fn summary(service: &Service) -> ServiceSummary {
@@ -237,6 +245,14 @@ impl Router {
             router: self,
             name: name.clone(),
         };
+        let error_pages = match service_options.error_page_path.clone() {
+            None => None,
+            Some(path) => Some(Arc::new(
+                load_error_pages(path)
+                    .await
+                    .map_err(ControlError::InvalidOptions)?,
+            )),
+        };
         // Fail fast on a conflict instead of after a long health wait; checked again at the swap.
         if conflicting_service(&lock(&self.services), &name, &service_options).is_some() {
             return Err(ControlError::host_conflict());
@@ -266,6 +282,7 @@ impl Router {
             target_options,
             active,
             pause,
+            error_pages,
         });
         let previous = self.install(&name, Some(service))?;
         self.save().await;
@@ -361,7 +378,7 @@ impl Router {
 
     /// Restores the saved table at start-up, service by service: one that cannot be restored
     /// is logged and skipped, the others serve (Go drops them all, its issue #233).
-    pub fn restore(&self) {
+    pub async fn restore(&self) {
         let (services, skipped) = match self.state_file.load() {
             LoadOutcome::Missing => {
                 tracing::info!(path = %self.state_file.path().display(), "No previous state to restore");
@@ -396,12 +413,24 @@ impl Router {
                 stop_message: saved.pause.stop_message,
                 fail_after: saved.pause.fail_after,
             };
+            // Built-in pages rather than a dropped service when the directory went missing.
+            let error_pages = match saved.service_options.error_page_path.clone() {
+                None => None,
+                Some(path) => match load_error_pages(path).await {
+                    Ok(pages) => Some(Arc::new(pages)),
+                    Err(error) => {
+                        tracing::error!(service = %name, error = %error, "Failed to restore error pages; using the built-in ones");
+                        None
+                    }
+                },
+            };
             let service = Arc::new(Service {
                 name: name.clone(),
                 options: saved.service_options,
                 target_options: saved.target_options,
                 active,
                 pause: Arc::new(PauseController::new(pause)),
+                error_pages,
             });
             match self.install(&name, Some(service)) {
                 Ok(_) => restored += 1,

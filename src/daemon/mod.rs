@@ -51,7 +51,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         .map_or(config.http_port, |address| address.port());
 
     let router = Arc::new(Router::new(StateFile::locate()));
-    router.restore();
+    router.restore().await;
 
     let root = CancellationToken::new();
     let handler = Arc::new(Handler::new(Arc::clone(&router), root.child_token()));

@@ -83,15 +83,26 @@ fn request_kind<B>(request: &Request<B>, service: &Service, upgrade: bool) -> Re
     }
 }
 
+/// The proxy's own error response: the service's custom page when it has one for the
+/// status, else the built-in page.
 fn error_response(
     status: StatusCode,
     message: Option<&str>,
+    service: Option<&Service>,
     mut log: RequestLog,
 ) -> Response<ProxyBody> {
-    let page = error_page::render(status, message);
-    let content_type = HeaderValue::from_static("text/html; charset=utf-8");
+    let custom = service
+        .and_then(|s| s.error_pages.as_ref())
+        .and_then(|pages| pages.render(status, message.unwrap_or("")));
+    let page = match custom {
+        Some(page) => Bytes::from(page),
+        None => error_page::render(status, message),
+    };
     let mut headers = http::HeaderMap::new();
-    headers.insert(CONTENT_TYPE, content_type);
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     log.record_response(status, &headers, &[]);
     let mut response = Response::new(ProxyBody::full(page, log));
     *response.status_mut() = status;
@@ -136,10 +147,10 @@ impl Handler {
 
         let host = match request_host(&request) {
             Ok(host) => host.into_owned(),
-            Err(_) => return error_response(StatusCode::BAD_REQUEST, None, log),
+            Err(_) => return error_response(StatusCode::BAD_REQUEST, None, None, log),
         };
         let Some(mut route) = self.route(&host, request.uri()) else {
-            return error_response(StatusCode::NOT_FOUND, None, log);
+            return error_response(StatusCode::NOT_FOUND, None, None, log);
         };
         log.service = Some(route.service.name.to_string());
         log.record_request_headers(
@@ -153,7 +164,7 @@ impl Handler {
                 return Response::new(ProxyBody::full(Bytes::new(), log))
             }
             PauseOutcome::Refuse(status, message) => {
-                return error_response(status, message.as_deref(), log)
+                return error_response(status, message.as_deref(), Some(&route.service), log)
             }
         }
 
@@ -175,7 +186,12 @@ impl Handler {
             }
         }
         let Some(guard) = guard else {
-            return error_response(StatusCode::SERVICE_UNAVAILABLE, None, log);
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                Some(&route.service),
+                log,
+            );
         };
         self.forward(request, route, guard, peer, log).await
     }
@@ -243,7 +259,7 @@ impl Handler {
                     }
                     forward::ForwardError::Timeout => {}
                 }
-                return error_response(error.status(), None, log);
+                return error_response(error.status(), None, Some(service), log);
             }
         };
 

@@ -145,7 +145,7 @@ impl RequestLog {
             .u64("resp_content_length", bytes_sent)
             .str("resp_content_type", &text(&self.resp_content_type))
             .str("client_addr", &client_addr)
-            .u64("client_port", u64::from(self.client.port()))
+            .str("client_port", &self.client.port().to_string())
             .str(
                 "remote_addr",
                 self.forwarded_for

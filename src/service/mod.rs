@@ -5,9 +5,11 @@
 //! balancer, sharing the pause controller, and the router swaps it in. Requests that already
 //! hold the old one finish on it undisturbed.
 
+pub mod error_pages;
 pub mod health_check;
 pub mod load_balancer;
 pub mod options;
+mod page_template;
 pub mod pause_controller;
 pub mod pause_state;
 pub mod target;
@@ -16,6 +18,7 @@ pub mod target_state;
 use std::sync::Arc;
 
 use crate::control::ServiceName;
+use error_pages::ErrorPages;
 use load_balancer::LoadBalancer;
 use options::{ServiceOptions, TargetOptions};
 use pause_controller::PauseController;
@@ -27,4 +30,6 @@ pub struct Service {
     pub target_options: TargetOptions,
     pub active: Arc<LoadBalancer>,
     pub pause: Arc<PauseController>,
+    /// `--error-pages`, loaded at deploy time.
+    pub error_pages: Option<Arc<ErrorPages>>,
 }
