@@ -128,7 +128,7 @@ impl ProxyInterface {
             .locks
             .acquire(scope.clone(), holder, message)
             .await?;
-        tracing::info!(scope = %scope, holder = %lock.holder, message = %lock.message, "Deploy lock acquired");
+        tracing::info!(scope = %scope, holder = %lock.holder, reason = %lock.message, "Deploy lock acquired");
         Ok(())
     }
 
@@ -142,7 +142,7 @@ impl ProxyInterface {
         let scope = lock_scope(&scope)?;
         let caller = caller::user(connection, &header).await?;
         if let Some(released) = self.api.locks.release(scope.clone()).await? {
-            tracing::info!(scope = %scope, released_by = %caller, holder = %released.holder, message = %released.message, "Deploy lock released");
+            tracing::info!(scope = %scope, released_by = %caller, holder = %released.holder, reason = %released.message, "Deploy lock released");
         }
         Ok(())
     }
