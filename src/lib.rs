@@ -9,13 +9,19 @@
 //! - `service`: a service's targets, health checks, load balancing, pause/stop and draining.
 //! - `proxy`: the data plane: accept, route, forward, error pages, request log.
 //! - `state`: the persisted routing table.
+//! - `lock`: the host's deploy locks (advisory, persisted beside the state).
+//! - `event`: what changed (deploys, health flips), announced to the D-Bus signals.
+//! - `metrics`: the Prometheus series the data plane records and `--metrics-port` serves.
 
 pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod error_chain;
+pub mod event;
 pub mod go_duration;
+pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod routing;

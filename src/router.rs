@@ -7,7 +7,7 @@
 //! table through `ArcSwap` and never waits for a deploy. Every change is saved before the
 //! call returns; a save failure is logged loudly but does not fail the call, because the
 //! traffic switch has already happened and reporting failure would make Kamal stop the
-//! container that is now serving.
+//! container that is now serving. Each change is announced as a `ProxyEvent` once done.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +18,7 @@ use crate::control::{
     ControlError, DeployOptions, Host, PathPrefix, PauseOptions, ServiceName, ServiceSummary,
     StopOptions, TargetAddress,
 };
+use crate::event::{self, EventSender, ProxyEvent, ServiceChange};
 use crate::routing::RoutingTable;
 use crate::service::error_pages::ErrorPages;
 use crate::service::health_check::HealthClient;
@@ -48,6 +49,8 @@ pub struct Router {
     /// Orders saves so that an older snapshot never overwrites a newer one.
     save_order: tokio::sync::Mutex<()>,
     health_client: HealthClient,
+    /// Where service changes are announced (the D-Bus signals); health checks share it.
+    events: EventSender,
 }
 
 /// Removes the service from `deploying` however the deploy ends.
@@ -174,15 +177,26 @@ fn saved(service: &Service) -> SavedService {
 }
 
 impl Router {
-    pub fn new(state_file: StateFile) -> Self {
+    pub fn new(state_file: StateFile, events: EventSender) -> Self {
         Router {
             services: Mutex::new(BTreeMap::new()),
             routes: ArcSwap::from_pointee(RoutingTable::default()),
             deploying: Mutex::new(HashSet::new()),
             state_file: Arc::new(state_file),
             save_order: tokio::sync::Mutex::new(()),
-            health_client: HealthClient::default(),
+            health_client: HealthClient::new(events.clone()),
+            events,
         }
+    }
+
+    fn announce(&self, service: &ServiceName, change: ServiceChange) {
+        event::announce(
+            &self.events,
+            ProxyEvent::ServiceChanged {
+                service: service.clone(),
+                change,
+            },
+        );
     }
 
     /// The current routing table; the data plane's only view of the router.
@@ -286,6 +300,7 @@ impl Router {
         });
         let previous = self.install(&name, Some(service))?;
         self.save().await;
+        self.announce(&name, ServiceChange::Deployed);
         if let Some(previous) = previous {
             previous.active.stop_health_checks().await;
             previous
@@ -302,6 +317,7 @@ impl Router {
             .install(name, None)?
             .ok_or_else(ControlError::service_not_found)?;
         self.save().await;
+        self.announce(name, ServiceChange::Removed);
         removed.active.stop_health_checks().await;
         tracing::info!(service = %name, "Removed service");
         Ok(())
@@ -324,6 +340,7 @@ impl Router {
             .pause
             .pause(options.max_pause.unwrap_or(DEFAULT_MAX_PAUSE));
         self.save().await;
+        self.announce(name, ServiceChange::Paused);
         tracing::info!(service = %name, "Service paused");
         self.drain_for_pause(&service, options.drain_timeout).await;
         Ok(())
@@ -333,6 +350,7 @@ impl Router {
         let service = self.service(name)?;
         service.pause.stop(options.message.unwrap_or_default());
         self.save().await;
+        self.announce(name, ServiceChange::Stopped);
         tracing::info!(service = %name, "Service stopped");
         self.drain_for_pause(&service, options.drain_timeout).await;
         Ok(())
@@ -352,6 +370,7 @@ impl Router {
     pub async fn resume(&self, name: &ServiceName) -> Result<(), ControlError> {
         self.service(name)?.pause.resume();
         self.save().await;
+        self.announce(name, ServiceChange::Resumed);
         tracing::info!(service = %name, "Service resumed");
         Ok(())
     }

@@ -9,72 +9,13 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{assert_success_silent, get, poll_until, Backend, Proxy};
+use support::{assert_success_silent, busctl, get, poll_until, Backend, Proxy, TestBus};
 use zbus::zvariant::Value;
 
 const NAME: &str = "org.kamal.Proxy1";
 const PATH: &str = "/org/kamal/Proxy1";
-
-/// A private `dbus-daemon` listening in a temporary directory; killed on drop.
-struct TestBus {
-    _dir: tempfile::TempDir,
-    child: Child,
-    address: String,
-}
-
-impl TestBus {
-    fn start() -> TestBus {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let listen = format!("unix:path={}", dir.path().join("bus").display());
-        let mut child = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address"])
-            .arg(format!("--address={listen}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon is installed");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut address = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut address)
-            .expect("dbus-daemon prints its address");
-        let address = address.trim().to_string();
-        assert!(address.starts_with("unix:"), "bus address: {address:?}");
-        TestBus {
-            _dir: dir,
-            child,
-            address,
-        }
-    }
-
-    async fn connect(&self) -> zbus::Connection {
-        zbus::connection::Builder::address(self.address.as_str())
-            .expect("valid address")
-            .build()
-            .await
-            .expect("connect to the test bus")
-    }
-}
-
-impl Drop for TestBus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn busctl(bus: &TestBus, args: &[&str]) -> std::process::Output {
-    Command::new("busctl")
-        .arg(format!("--address={}", bus.address))
-        .args(args)
-        .output()
-        .expect("busctl is installed")
-}
 
 type Options<'a> = HashMap<&'a str, Value<'a>>;
 

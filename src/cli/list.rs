@@ -2,14 +2,16 @@
 //!
 //! The table is byte-for-byte Go's (`internal/cmd/formatting.go`): ANSI styles always, even
 //! when stdout is not a terminal, because scripts written against it may expect them. `--json`
-//! is ours, for scripts that would rather not parse the table.
+//! is ours, for scripts that would rather not parse the table. Held deploy locks (host-wide
+//! or of a listed service) are noted in a line each after the table; `--json` stays as is.
 
 use std::io::Write;
 
 use clap::Args;
 
 use super::args;
-use crate::control::{self, BusChoice, ServiceSummary};
+use super::lock::describe;
+use crate::control::{self, BusChoice, Client, ServiceName, ServiceSummary};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -20,19 +22,44 @@ pub struct ListArgs {
 
 impl ListArgs {
     pub async fn execute(self, bus: &BusChoice) -> Result<(), String> {
-        let mut services = control::connect(bus).await?.list().await?;
+        let client = control::connect(bus).await?;
+        let mut services = client.list().await?;
         services.sort_by(|a, b| a.name.cmp(&b.name));
         let output = if self.json == Some(true) {
             // Serialising plain strings, lists and bools cannot fail.
             serde_json::to_string(&services).expect("a ServiceSummary is always valid JSON") + "\n"
         } else {
-            table(&services)
+            table(&services) + &lock_lines(&client, &services).await?
         };
         std::io::stdout()
             .lock()
             .write_all(output.as_bytes())
             .map_err(|error| format!("cannot write the list: {error}"))
     }
+}
+
+/// One line per held lock: the host's, then each listed service's.
+async fn lock_lines(client: &Client, services: &[ServiceSummary]) -> Result<String, String> {
+    let mut lines = String::new();
+    if let Some(lock) = client.lock_status(None).await? {
+        lines.push_str(&format!(
+            "Deploy lock: {}\n",
+            describe(&lock).replace('\n', ", ")
+        ));
+    }
+    for service in services {
+        // Names come from the daemon, which only accepts valid ones.
+        let Ok(name) = ServiceName::parse(&service.name) else {
+            continue;
+        };
+        if let Some(lock) = client.lock_status(Some(&name)).await? {
+            lines.push_str(&format!(
+                "Deploy lock on {name}: {}\n",
+                describe(&lock).replace('\n', ", ")
+            ));
+        }
+    }
+    Ok(lines)
 }
 
 const HEADER: [&str; 6] = ["Service", "Host", "Path", "Target", "State", "TLS"];

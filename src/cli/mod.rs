@@ -8,6 +8,7 @@
 mod args;
 mod deploy;
 mod list;
+mod lock;
 mod pause;
 mod remove;
 mod resume;
@@ -23,6 +24,7 @@ use clap::{Parser, Subcommand};
 use crate::control::BusChoice;
 pub use deploy::DeployArgs;
 pub use list::ListArgs;
+pub use lock::LockArgs;
 pub use pause::PauseArgs;
 pub use remove::RemoveArgs;
 pub use resume::ResumeArgs;
@@ -74,6 +76,8 @@ pub enum ClientCommand {
     Stop(StopArgs),
     /// Resume a paused or stopped service
     Resume(ResumeArgs),
+    /// Manage the deploy lock (host-wide, or per service with --service)
+    Lock(LockArgs),
     /// Show the version
     Version(VersionArgs),
 }
@@ -87,6 +91,7 @@ impl ClientCommand {
             ClientCommand::Pause(args) => args.execute(bus).await,
             ClientCommand::Stop(args) => args.execute(bus).await,
             ClientCommand::Resume(args) => args.execute(bus).await,
+            ClientCommand::Lock(args) => args.execute(bus).await,
             ClientCommand::Version(args) => args.execute(),
         }
     }

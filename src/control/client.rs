@@ -19,7 +19,13 @@ use super::{
     socket_path, BusChoice, DeployOptions, PauseOptions, ServiceName, ServiceSummary, StopOptions,
     TargetAddress, BUS_NAME,
 };
+use crate::lock::Lock;
 use crate::service::options::{DEFAULT_DEPLOY_TIMEOUT, DEFAULT_DRAIN_TIMEOUT};
+
+/// A lock's scope on the wire: the service's name, or "" for the whole host.
+fn scope(service: Option<&ServiceName>) -> &str {
+    service.map_or("", ServiceName::as_str)
+}
 
 /// The interface as the daemon serves it (fixed contract in DESIGN.md).
 #[zbus::proxy(
@@ -45,6 +51,12 @@ pub trait Control {
     fn stop(&self, service: &str, options: &HashMap<String, Value<'_>>) -> zbus::Result<()>;
 
     fn resume(&self, service: &str) -> zbus::Result<()>;
+
+    fn acquire_lock(&self, scope: &str, message: &str) -> zbus::Result<()>;
+
+    fn release_lock(&self, scope: &str) -> zbus::Result<()>;
+
+    fn lock_status(&self, scope: &str) -> zbus::Result<(bool, String, String, u64)>;
 
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
@@ -110,6 +122,34 @@ impl Client {
 
     pub async fn resume(&self, service: &ServiceName) -> Result<(), String> {
         answer(CALL_MARGIN, self.proxy.resume(service.as_str())).await
+    }
+
+    /// Takes the deploy lock of `service` (or of the host) for the calling user.
+    pub async fn acquire_lock(
+        &self,
+        service: Option<&ServiceName>,
+        message: &str,
+    ) -> Result<(), String> {
+        answer(
+            CALL_MARGIN,
+            self.proxy.acquire_lock(scope(service), message),
+        )
+        .await
+    }
+
+    pub async fn release_lock(&self, service: Option<&ServiceName>) -> Result<(), String> {
+        answer(CALL_MARGIN, self.proxy.release_lock(scope(service))).await
+    }
+
+    /// The lock of `service` (or of the host), if held.
+    pub async fn lock_status(&self, service: Option<&ServiceName>) -> Result<Option<Lock>, String> {
+        let (held, holder, message, since_usec) =
+            answer(CALL_MARGIN, self.proxy.lock_status(scope(service))).await?;
+        Ok(held.then_some(Lock {
+            holder,
+            message,
+            since_usec,
+        }))
     }
 }
 

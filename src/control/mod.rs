@@ -5,6 +5,7 @@
 //! with its D-Bus names, the daemon-side interface and the client-side proxy, and the rule
 //! that picks a transport. Domain code (`router`, `service/`, `proxy/`) never imports zbus.
 
+mod caller;
 mod client;
 mod error;
 mod host;
@@ -21,6 +22,7 @@ mod wire_value;
 pub use client::{connect, Client, ControlProxy};
 pub use error::ControlError;
 pub use host::Host;
+pub use interface::ControlApi;
 pub use options::{DeployOptions, OptionDict, PauseOptions, StopOptions};
 pub use path_prefix::PathPrefix;
 pub use server::ControlServer;

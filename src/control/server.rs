@@ -4,20 +4,25 @@
 //! The socket is created with mode 0660 so that root and the daemon's group may call it.
 //! A socket file left by a crashed daemon is replaced; one that a live daemon answers on
 //! is not, so two daemons cannot silently steal each other's control socket.
+//!
+//! Every connection (the bus one and each socket peer) relays the domain's `ProxyEvent`s as
+//! the interface's signals, so `busctl monitor` and socket clients both see deploys and
+//! health flips. A relay that falls behind skips the lost events rather than stall anyone.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use futures_util::StreamExt;
 use tokio::net::UnixListener;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zbus::connection::Builder;
+use zbus::object_server::SignalEmitter;
 
-use super::interface::ProxyInterface;
+use super::interface::{ControlApi, ProxyInterface};
 use super::{socket_path, BusChoice, BUS_NAME, OBJECT_PATH};
-use crate::router::Router;
+use crate::event::{EventSender, ProxyEvent};
 
 pub struct ControlServer {
     socket_path: PathBuf,
@@ -28,7 +33,7 @@ pub struct ControlServer {
 
 async fn bus_connection(
     choice: &BusChoice,
-    router: &Arc<Router>,
+    api: &ControlApi,
 ) -> Result<Option<zbus::Connection>, String> {
     let builder = match choice {
         BusChoice::None => return Ok(None),
@@ -39,7 +44,7 @@ async fn bus_connection(
     let connection = async {
         builder?
             .name(BUS_NAME)?
-            .serve_at(OBJECT_PATH, ProxyInterface::new(Arc::clone(router)))?
+            .serve_at(OBJECT_PATH, ProxyInterface::new(api.clone()))?
             .build()
             .await
     };
@@ -83,17 +88,74 @@ fn bind_socket(path: &PathBuf) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
+/// Sends `event` as its signal on `connection`.
+async fn emit(connection: &zbus::Connection, event: &ProxyEvent) -> zbus::Result<()> {
+    let emitter = SignalEmitter::new(connection, OBJECT_PATH)?;
+    match event {
+        ProxyEvent::ServiceChanged { service, change } => {
+            ProxyInterface::service_changed(&emitter, service.as_str(), &change.to_string()).await
+        }
+        ProxyEvent::TargetHealthChanged {
+            service,
+            target,
+            state,
+        } => {
+            ProxyInterface::target_health_changed(
+                &emitter,
+                service,
+                target.as_str(),
+                &state.to_string(),
+            )
+            .await
+        }
+    }
+}
+
+/// Relays one received event (or the news that some were lost) to `connection`.
+async fn relay(connection: &zbus::Connection, received: Result<ProxyEvent, RecvError>) {
+    match received {
+        Ok(event) => {
+            if let Err(error) = emit(connection, &event).await {
+                tracing::debug!(error = %error, "Failed to emit a signal");
+            }
+        }
+        Err(RecvError::Lagged(missed)) => {
+            tracing::warn!(
+                missed,
+                "Control connection fell behind; signals were dropped"
+            )
+        }
+        // The router holds the sender for the daemon's lifetime.
+        Err(RecvError::Closed) => {}
+    }
+}
+
+/// Relays events as signals on the bus connection until shutdown.
+async fn relay_to_bus(
+    connection: zbus::Connection,
+    mut events: broadcast::Receiver<ProxyEvent>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            received = events.recv() => relay(&connection, received).await,
+            () = shutdown.cancelled() => break,
+        }
+    }
+}
+
 /// Serves one peer until it hangs up or the daemon shuts down.
 async fn serve_peer(
     stream: tokio::net::UnixStream,
-    router: Arc<Router>,
+    api: ControlApi,
+    mut events: broadcast::Receiver<ProxyEvent>,
     shutdown: CancellationToken,
 ) {
     let connection = async {
         Builder::unix_stream(stream)
             .server(zbus::Guid::generate())?
             .p2p()
-            .serve_at(OBJECT_PATH, ProxyInterface::new(router))?
+            .serve_at(OBJECT_PATH, ProxyInterface::new(api))?
             .build()
             .await
     };
@@ -109,22 +171,33 @@ async fn serve_peer(
     loop {
         tokio::select! {
             message = messages.next() => if message.is_none() { break },
+            received = events.recv() => relay(&connection, received).await,
             () = shutdown.cancelled() => break,
         }
     }
 }
 
 impl ControlServer {
+    /// Serves `api` and relays what `events` announces, until `shutdown`.
     pub async fn start(
-        router: Arc<Router>,
+        api: ControlApi,
+        events: &EventSender,
         bus: &BusChoice,
         shutdown: CancellationToken,
     ) -> Result<Self, String> {
         let socket_path = socket_path();
         let listener = bind_socket(&socket_path)?;
-        let bus = bus_connection(bus, &router).await?;
+        let bus = bus_connection(bus, &api).await?;
         let connections = TaskTracker::new();
+        if let Some(bus) = &bus {
+            connections.spawn(relay_to_bus(
+                bus.clone(),
+                events.subscribe(),
+                shutdown.clone(),
+            ));
+        }
         let tracker = connections.clone();
+        let events = events.clone();
         connections.spawn(async move {
             loop {
                 let stream = tokio::select! {
@@ -138,7 +211,12 @@ impl ControlServer {
                     },
                     () = shutdown.cancelled() => break,
                 };
-                tracker.spawn(serve_peer(stream, Arc::clone(&router), shutdown.clone()));
+                tracker.spawn(serve_peer(
+                    stream,
+                    api.clone(),
+                    events.subscribe(),
+                    shutdown.clone(),
+                ));
             }
         });
         Ok(ControlServer {

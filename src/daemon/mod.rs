@@ -1,7 +1,9 @@
 //! The daemon: startup and shutdown order.
 //!
 //! Start: logging, listeners bound (so a busy port fails before anything else happens),
-//! saved state restored, accept loops started, control interface served, `Server started`.
+//! saved state and deploy locks restored, accept loops started (proxy and metrics), control
+//! interface served, `Server started`. The daemon owns the shared handles (metrics, event
+//! channel, locks) and passes them down; nothing is global.
 //! Stop (SIGTERM/SIGINT): stop accepting, let in-flight requests finish (10 s at most),
 //! close upgraded connections and the control interface, stop health checks, exit 0.
 //! Every task is spawned under a tracker and awaited; cancellation flows from one root token.
@@ -18,7 +20,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::ControlServer;
+use crate::control::{ControlApi, ControlServer};
+use crate::lock::{self, DeployLocks};
+use crate::metrics::{self, Metrics};
 use crate::proxy::{self, Handler, ListenerInfo};
 use crate::router::Router;
 use crate::state::StateFile;
@@ -42,19 +46,53 @@ fn into_tokio(listeners: Vec<std::net::TcpListener>) -> Result<Vec<TcpListener>,
         .collect()
 }
 
+/// The port the first listener got (the kernel's choice when asked for port 0).
+fn first_port(listeners: &[TcpListener]) -> Option<u16> {
+    listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map(|address| address.port())
+}
+
+/// The deploy locks kept beside the state file; a file that cannot be read is logged and
+/// replaced by the next lock change.
+fn restore_locks(state_directory: &std::path::Path) -> DeployLocks {
+    let (locks, outcome) = DeployLocks::load(state_directory);
+    match outcome {
+        lock::LoadOutcome::Missing => {}
+        lock::LoadOutcome::Loaded(count) => {
+            tracing::info!(path = %locks.path().display(), locks = count, "Restored deploy locks")
+        }
+        lock::LoadOutcome::Unreadable(error) => {
+            tracing::error!(path = %locks.path().display(), error = %error, "Failed to read deploy locks; starting with none")
+        }
+    }
+    locks
+}
+
 pub async fn run(config: RunConfig) -> Result<(), String> {
     crate::logging::init(config.debug);
     let http = into_tokio(listeners::bind(&config.bind, config.http_port)?)?;
-    let http_port = http
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .map_or(config.http_port, |address| address.port());
+    let http_port = first_port(&http).unwrap_or(config.http_port);
 
-    let router = Arc::new(Router::new(StateFile::locate()));
+    let metrics_listeners = match config.metrics_port {
+        Some(port) => into_tokio(listeners::bind(&config.bind, port)?)?,
+        None => Vec::new(),
+    };
+
+    let events = crate::event::channel();
+    let state_file = StateFile::locate();
+    let locks = Arc::new(restore_locks(state_file.directory()));
+    let router = Arc::new(Router::new(state_file, events.clone()));
     router.restore().await;
 
     let root = CancellationToken::new();
-    let handler = Arc::new(Handler::new(Arc::clone(&router), root.child_token()));
+    let metrics = Arc::new(Metrics::default());
+    let handler = Arc::new(Handler::new(
+        Arc::clone(&router),
+        Arc::clone(&metrics),
+        root.child_token(),
+    ));
     let listener_tasks = TaskTracker::new();
     let info = ListenerInfo {
         port: http_port,
@@ -68,23 +106,28 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             root.child_token(),
         ));
     }
-    let control =
-        match ControlServer::start(Arc::clone(&router), &config.bus, root.child_token()).await {
-            Ok(control) => control,
-            Err(error) => {
-                root.cancel();
-                listener_tasks.close();
-                listener_tasks.wait().await;
-                return Err(error);
-            }
-        };
-    if let Some(port) = config.metrics_port {
-        tracing::warn!(
-            metrics_port = port,
-            "Metrics are not available in this build yet; --metrics-port is ignored"
-        );
+    let metrics_port = first_port(&metrics_listeners);
+    for listener in metrics_listeners {
+        listener_tasks.spawn(metrics::serve(
+            listener,
+            Arc::clone(&metrics),
+            root.child_token(),
+        ));
     }
-    tracing::info!(http = http_port, https = config.https_port, socket = %control.socket_path().display(), "Server started");
+    let api = ControlApi {
+        router: Arc::clone(&router),
+        locks,
+    };
+    let control = match ControlServer::start(api, &events, &config.bus, root.child_token()).await {
+        Ok(control) => control,
+        Err(error) => {
+            root.cancel();
+            listener_tasks.close();
+            listener_tasks.wait().await;
+            return Err(error);
+        }
+    };
+    tracing::info!(http = http_port, https = config.https_port, metrics = metrics_port, socket = %control.socket_path().display(), "Server started");
 
     let signal = shutdown_signal().await;
     tracing::info!("Server stopping");

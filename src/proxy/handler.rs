@@ -3,6 +3,7 @@
 //! Order, as in Go: request id and start time; route by host and path (404); pause/stop
 //! (with the health-check pass-through); pick and claim a healthy target (503); forward
 //! (502/504). Errors the proxy raises become its own error pages here, in one place.
+//! Every request is counted in the metrics; once routed, under its service.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -21,6 +22,7 @@ use super::forward::{self, UpstreamClient};
 use super::headers::{self, ForwardedFor};
 use super::request_log::{Peer, RequestLog};
 use crate::control::PathPrefix;
+use crate::metrics::{Metrics, RequestMetrics};
 use crate::router::Router;
 use crate::routing::request_host;
 use crate::service::load_balancer::RequestKind;
@@ -35,6 +37,7 @@ const CLAIM_ATTEMPTS: usize = 3;
 
 pub struct Handler {
     router: Arc<Router>,
+    metrics: Arc<Metrics>,
     client: UpstreamClient,
     /// Upgraded connections, closed at shutdown.
     tunnels: TaskTracker,
@@ -111,9 +114,10 @@ fn error_response(
 }
 
 impl Handler {
-    pub fn new(router: Arc<Router>, shutdown: CancellationToken) -> Self {
+    pub fn new(router: Arc<Router>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
         Handler {
             router,
+            metrics,
             client: forward::upstream_client(),
             tunnels: TaskTracker::new(),
             shutdown,
@@ -143,7 +147,8 @@ impl Handler {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let request_id = headers::ensure_request_id_and_start(request.headers_mut(), now_ms);
-        let mut log = RequestLog::new(&request, peer, start, request_id);
+        let metrics = self.metrics.unrouted(request.method());
+        let mut log = RequestLog::new(&request, peer, start, request_id, metrics);
 
         let host = match request_host(&request) {
             Ok(host) => host.into_owned(),
@@ -153,6 +158,7 @@ impl Handler {
             return error_response(StatusCode::NOT_FOUND, None, None, log);
         };
         log.service = Some(route.service.name.to_string());
+        log.metrics = self.routed_metrics(&request, &route);
         log.record_request_headers(
             request.headers(),
             &route.service.target_options.log_request_headers,
@@ -194,6 +200,18 @@ impl Handler {
             );
         };
         self.forward(request, route, guard, peer, log).await
+    }
+
+    /// `--exclude-metrics-path` matches the path exactly as the target sees it.
+    fn routed_metrics<B>(&self, request: &Request<B>, route: &Route) -> RequestMetrics {
+        let path = route.upstream_path.path();
+        let excluded = &route.service.options.exclude_metrics_paths;
+        if excluded.iter().any(|excluded| excluded == path) {
+            RequestMetrics::excluded()
+        } else {
+            self.metrics
+                .routed(request.method(), route.service.name.as_str())
+        }
     }
 
     async fn hold_while_paused(&self, request: &Request<Incoming>, route: &Route) -> PauseOutcome {

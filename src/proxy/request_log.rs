@@ -2,7 +2,8 @@
 //!
 //! It is filled in as the request moves through the pipeline and written when the response
 //! body is finished (or dropped), so `duration` and `resp_content_length` cover the whole
-//! exchange, not just the headers.
+//! exchange, not just the headers. The request's metrics ride along and are recorded at
+//! the same moment, with the same status and duration.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -11,6 +12,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use crate::logging::JsonLine;
+use crate::metrics::RequestMetrics;
 
 /// What the request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +47,8 @@ pub struct RequestLog {
     resp_content_type: Option<HeaderValue>,
     /// `req_<name>` / `resp_<name>` fields chosen by `--log-*-header`.
     extra: Vec<(String, String)>,
+    /// Replaced by the handler once the request is routed.
+    pub metrics: RequestMetrics,
 }
 
 fn field_name(prefix: &str, header: &HeaderName) -> String {
@@ -66,6 +70,7 @@ impl RequestLog {
         peer: Peer,
         start: Instant,
         request_id: HeaderValue,
+        metrics: RequestMetrics,
     ) -> Self {
         let headers = request.headers();
         RequestLog {
@@ -86,6 +91,7 @@ impl RequestLog {
             target: None,
             resp_content_type: None,
             extra: Vec::new(),
+            metrics,
         }
     }
 
@@ -111,6 +117,8 @@ impl RequestLog {
     }
 
     pub fn write(self, bytes_sent: u64) {
+        let duration = self.start.elapsed();
+        self.metrics.finish(self.status, duration);
         let text = |value: &Option<HeaderValue>| {
             value
                 .as_ref()
@@ -134,7 +142,7 @@ impl RequestLog {
             .str("target", self.target.as_deref().unwrap_or(""))
             .u64(
                 "duration",
-                u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
             )
             .str("method", self.method.as_str())
             .i64(

@@ -4,7 +4,8 @@
 //! Any 2xx is healthy, as in Go (its README says 200; its code says 2xx). Redirects are
 //! *not* followed: a 301 from `/up` is reported with its status, which tells the operator
 //! more than Go's failure on the redirected https URL (Kamal #1041). Checks run in a task
-//! per target that dies with the load balancer's cancellation token.
+//! per target that dies with the load balancer's cancellation token. Every state change is
+//! announced as a `ProxyEvent` (the D-Bus `TargetHealthChanged` signal).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,24 +24,28 @@ use tokio_util::sync::CancellationToken;
 use super::options::HealthCheckConfig;
 use super::target::Target;
 use super::target_state::TargetState;
+use crate::event::{self, EventSender, ProxyEvent};
 
-/// The client all health checks share: pooled, so a check every second reuses a connection.
+/// The client all health checks share: pooled, so a check every second reuses a connection;
+/// and where they announce state changes.
 #[derive(Clone)]
-pub struct HealthClient(Client<HttpConnector, Empty<Bytes>>);
-
-impl Default for HealthClient {
-    fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        HealthClient(
-            Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(2)
-                .build(connector),
-        )
-    }
+pub struct HealthClient {
+    http: Client<HttpConnector, Empty<Bytes>>,
+    events: EventSender,
 }
 
 impl HealthClient {
+    pub fn new(events: EventSender) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        HealthClient {
+            http: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(2)
+                .build(connector),
+            events,
+        }
+    }
+
     async fn check(&self, uri: &Uri, host: Option<&str>, timeout: Duration) -> Result<(), String> {
         let mut request = Request::get(uri.clone()).header(USER_AGENT, "kamal-proxy");
         if let Some(host) = host {
@@ -49,7 +54,11 @@ impl HealthClient {
         // Infallible: the URI was built and checked by `HealthCheck::new`, headers are constant or validated.
         let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
         let attempt = async {
-            let response = self.0.request(request).await.map_err(|e| error_chain(&e))?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| error_chain(&e))?;
             let status = response.status();
             response
                 .into_body()
@@ -131,6 +140,14 @@ impl HealthCheck {
             if now != was {
                 self.target.set_state(now);
                 tracing::info!(service = %self.service, target = %self.target.address(), state = %now, was = %was, "Target health updated");
+                event::announce(
+                    &self.client.events,
+                    ProxyEvent::TargetHealthChanged {
+                        service: self.service.clone(),
+                        target: self.target.address().clone(),
+                        state: now,
+                    },
+                );
                 changed.notify_waiters();
             }
             if healthy && stop_when_healthy {

@@ -24,7 +24,7 @@ use crate::control::{ServiceName, TargetAddress};
 use crate::service::options::{ServiceOptions, TargetOptions};
 use crate::service::pause_state::PauseState;
 use go_format::GoService;
-pub use state_file::{StateError, StateFile};
+pub use state_file::{write_atomically, StateError, StateFile};
 
 /// One service as persisted: its resolved options, its targets and its traffic controls.
 /// Deploy timings (deploy/drain timeout, force) are not saved, as in Go.

@@ -5,7 +5,8 @@
 //! fsyncs it, renames it over the old file and fsyncs the directory, so the file on disk is
 //! always either the old table or the new one; every failure is returned with the path. A file
 //! we cannot read is renamed aside rather than left for the next save to overwrite.
-//! What the bytes mean is `super`'s business, not this file's.
+//! What the bytes mean is `super`'s business, not this file's; `write_atomically` is shared
+//! with the other file kept beside the state (the deploy locks).
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -90,25 +91,13 @@ impl StateFile {
         let bytes = encode(services);
         // A poisoned lock guards no data; the next save rewrites everything anyway.
         let _guard = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let directory = self.directory();
-        create_private_dir(directory)
-            .map_err(StateError::on("create the state directory", directory))?;
-        let temp = self.sibling(&format!(".tmp-{}", std::process::id()));
-        let result = write_synced(&temp, &bytes)
-            .map_err(StateError::on("write the state file", &temp))
-            .and_then(|()| {
-                fs::rename(&temp, &self.path)
-                    .map_err(StateError::on("replace the state file", &self.path))
-            });
-        if result.is_err() {
-            // Best effort: the write or rename error above is the one worth reporting.
-            let _ = fs::remove_file(&temp);
-        }
-        result?;
-        // Makes the rename itself durable, not just the file's contents.
-        File::open(directory)
-            .and_then(|dir| dir.sync_all())
-            .map_err(StateError::on("sync the state directory", directory))
+        write_atomically(&self.path, &bytes)
+    }
+
+    /// The directory the state file lives in; other persisted files (the deploy locks) go
+    /// beside it.
+    pub fn directory(&self) -> &Path {
+        directory_of(&self.path)
     }
 
     /// Reads the table; never fails outright, because start-up must go on without it.
@@ -145,19 +134,49 @@ impl StateFile {
         }
     }
 
-    fn directory(&self) -> &Path {
-        match self.path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        }
-    }
-
     /// The state path with `suffix` appended to its file name.
     fn sibling(&self, suffix: &str) -> PathBuf {
-        let mut name = OsString::from(self.path.as_os_str());
-        name.push(OsStr::new(suffix));
-        PathBuf::from(name)
+        sibling(&self.path, suffix)
     }
+}
+
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(OsStr::new(suffix));
+    PathBuf::from(name)
+}
+
+/// Replaces `path` with `bytes` so that the file on disk is always the old content or the
+/// new (temp file, fsync, rename, fsync the directory), creating a private directory if
+/// needed. Blocking. Callers writing the same path from several threads serialise first:
+/// they would share the temp file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let directory = directory_of(path);
+    create_private_dir(directory)
+        .map_err(StateError::on("create the state directory", directory))?;
+    let temp = sibling(path, &format!(".tmp-{}", std::process::id()));
+    let result = write_synced(&temp, bytes)
+        .map_err(StateError::on("write the state file", &temp))
+        .and_then(|()| {
+            fs::rename(&temp, path).map_err(StateError::on("replace the state file", path))
+        });
+    if result.is_err() {
+        // Best effort: the write or rename error above is the one worth reporting.
+        let _ = fs::remove_file(&temp);
+    }
+    result?;
+    // Makes the rename itself durable, not just the file's contents.
+    File::open(directory)
+        .and_then(|dir| dir.sync_all())
+        .map_err(StateError::on("sync the state directory", directory))
 }
 
 /// Creates the directory (and missing parents) readable by our user only, as Go does.

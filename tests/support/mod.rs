@@ -11,6 +11,7 @@
 //! - HTTP helpers: [`HttpClient`] (pooled keep-alive), [`get`] / [`send`] (a fresh
 //!   connection each), [`raw_request`] (bytes over TCP, for malformed requests).
 //! - [`poll_until`]: wait for a condition with a deadline instead of sleeping.
+//! - [`TestBus`]: a private `dbus-daemon` (and [`busctl`] against it); [`free_port`].
 //!
 //! Tests use `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` so that a
 //! blocking CLI call and the backends can make progress at the same time. Every test gets
@@ -87,6 +88,10 @@ pub struct Proxy {
     /// `--bus` given to the daemon (`none` unless started on a test bus).
     bus: String,
     extra_env: Vec<(String, String)>,
+    /// More `run` flags (`--metrics-port ...`).
+    run_args: Vec<String>,
+    /// The metrics port the daemon reported in `Server started`, if it serves metrics.
+    metrics_port: Option<u16>,
 }
 
 impl Proxy {
@@ -110,6 +115,8 @@ impl Proxy {
             stderr: Arc::default(),
             bus: "none".to_string(),
             extra_env: Vec::new(),
+            run_args: Vec::new(),
+            metrics_port: None,
         };
         proxy.spawn();
         proxy
@@ -127,9 +134,35 @@ impl Proxy {
             stderr: Arc::default(),
             bus: address.to_string(),
             extra_env: Vec::new(),
+            run_args: Vec::new(),
+            metrics_port: None,
         };
         proxy.spawn();
         proxy
+    }
+
+    /// A daemon serving only its socket, run with `run_args` added to the usual flags.
+    pub fn start_with_run_args(run_args: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        std::fs::create_dir_all(dir.path().join("state")).expect("create state dir");
+        let mut proxy = Proxy {
+            dir,
+            child: None,
+            port: 0,
+            logs: Arc::default(),
+            stderr: Arc::default(),
+            bus: "none".to_string(),
+            extra_env: Vec::new(),
+            run_args: run_args.iter().map(|arg| arg.to_string()).collect(),
+            metrics_port: None,
+        };
+        proxy.spawn();
+        proxy
+    }
+
+    /// The metrics port reported in `Server started`; panics if metrics are off.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port.expect("the daemon serves metrics")
     }
 
     pub fn socket_path(&self) -> PathBuf {
@@ -187,6 +220,7 @@ impl Proxy {
                 "0",
             ])
             .args(["--bind", "127.0.0.1"])
+            .args(&self.run_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -223,6 +257,9 @@ impl Proxy {
                     .and_then(|p| u16::try_from(p).ok())
                     .unwrap_or_else(|| panic!("`Server started` without an http port: {entry}"));
                 assert_ne!(self.port, 0, "`Server started` reported port 0: {entry}");
+                self.metrics_port = entry["metrics"]
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok());
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -427,6 +464,77 @@ pub fn assert_error_naming(output: &Output, args: &[&str], needles: &[&str]) {
         "nothing on stdout: {:?}",
         String::from_utf8_lossy(&output.stdout)
     );
+}
+
+/// A port that was free a moment ago (bound on 127.0.0.1 and released), for flags that
+/// take no 0.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+// ---------------------------------------------------------------------------------------
+// A private message bus
+// ---------------------------------------------------------------------------------------
+
+/// A private `dbus-daemon` listening in a temporary directory; killed on drop.
+pub struct TestBus {
+    _dir: tempfile::TempDir,
+    child: Child,
+    pub address: String,
+}
+
+impl TestBus {
+    pub fn start() -> TestBus {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listen = format!("unix:path={}", dir.path().join("bus").display());
+        let mut child = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address"])
+            .arg(format!("--address={listen}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon is installed");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut address = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut address)
+            .expect("dbus-daemon prints its address");
+        let address = address.trim().to_string();
+        assert!(address.starts_with("unix:"), "bus address: {address:?}");
+        TestBus {
+            _dir: dir,
+            child,
+            address,
+        }
+    }
+
+    pub async fn connect(&self) -> zbus::Connection {
+        zbus::connection::Builder::address(self.address.as_str())
+            .expect("valid address")
+            .build()
+            .await
+            .expect("connect to the test bus")
+    }
+}
+
+impl Drop for TestBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `busctl --address=<the test bus> <args>`.
+pub fn busctl(bus: &TestBus, args: &[&str]) -> std::process::Output {
+    Command::new("busctl")
+        .arg(format!("--address={}", bus.address))
+        .args(args)
+        .output()
+        .expect("busctl is installed")
 }
 
 // ---------------------------------------------------------------------------------------
