@@ -22,6 +22,10 @@ use super::request_log::{ListenerInfo, Peer};
 /// How long in-flight requests may run after shutdown begins (Go's limit).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Largest request head, request line included; hyper answers 431 beyond it. Go's
+/// `DefaultMaxHeaderBytes` plus the 4 KiB slack its server allows.
+const MAX_HEADER_BYTES: usize = (1 << 20) + 4096;
+
 /// Serves `listener` until `shutdown` is cancelled, then drains its connections.
 pub async fn serve(
     listener: TcpListener,
@@ -63,6 +67,9 @@ pub async fn serve(
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
+            .max_header_size(MAX_HEADER_BYTES)
+            // The read buffer must be able to hold the largest head, or it caps it first.
+            .max_buf_size(MAX_HEADER_BYTES)
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         let shutdown = shutdown.clone();
