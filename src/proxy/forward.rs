@@ -173,13 +173,12 @@ async fn exchange(
     } else {
         request.map(RelayBody::Streamed)
     };
-    let response = match tokio::time::timeout(options.response_timeout, client.request(request))
-        .await
-    {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => return Err(ForwardError::from_exchange(&error)),
-        Err(_) => return Err(ForwardError::Timeout),
-    };
+    let response =
+        match tokio::time::timeout(options.response_timeout, client.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return Err(ForwardError::from_exchange(&error)),
+            Err(_) => return Err(ForwardError::Timeout),
+        };
     if options.buffer_responses && response.status() != StatusCode::SWITCHING_PROTOCOLS {
         response_buffer::buffer(response, options, spill_dir).await
     } else {

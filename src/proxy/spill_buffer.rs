@@ -12,7 +12,7 @@
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -69,7 +69,7 @@ impl SpillDir {
     }
 
     #[cfg(test)]
-    pub fn at(path: &Path) -> Self {
+    pub fn at(path: &std::path::Path) -> Self {
         SpillDir {
             path: path.to_path_buf(),
         }
@@ -260,7 +260,7 @@ mod tests {
         (0..len).map(|i| (i % 251) as u8).collect()
     }
 
-    async fn buffered(dir: &Path, memory: u64, max: u64, body: &[u8]) -> SpilledBody {
+    async fn buffered(dir: &std::path::Path, memory: u64, max: u64, body: &[u8]) -> SpilledBody {
         let mut buffer = SpillBuffer::new(Arc::new(SpillDir::at(dir)), memory, max);
         for chunk in body.chunks(1000) {
             buffer.push(chunk).await.unwrap();
@@ -274,7 +274,10 @@ mod tests {
         let body = http_body_util::Full::new(Bytes::from(pattern(5000)));
         let new = || SpillBuffer::new(Arc::new(SpillDir::at(dir.path())), 1000, 4000);
         let error = new().read_to_end(body.clone()).await.err().unwrap();
-        assert!(matches!(error, FillError::Spill(SpillError::TooLarge(4000))));
+        assert!(matches!(
+            error,
+            FillError::Spill(SpillError::TooLarge(4000))
+        ));
 
         let failing = http_body_util::StreamBody::new(futures_util::stream::iter([
             Ok(Frame::data(Bytes::from_static(b"abc"))),
@@ -295,7 +298,10 @@ mod tests {
         let body = pattern(4000);
         let spilled = buffered(&spill, 4000, 0, &body).await;
         assert!(spilled.file.is_none());
-        assert!(!spill.exists(), "no spill directory is made for an in-memory body");
+        assert!(
+            !spill.exists(),
+            "no spill directory is made for an in-memory body"
+        );
         assert_eq!(spilled.size_hint().exact(), Some(4000));
         assert_eq!(spilled.collect().await.unwrap().to_bytes(), body);
     }
