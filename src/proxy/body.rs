@@ -3,7 +3,9 @@
 //! A proxied body carries the target's `InflightGuard`, so the target counts the request as
 //! in flight until the last byte is sent, and watches the drain's cancellation, so a
 //! request still streaming at the drain deadline is cut off. Dropping the body writes the
-//! request log line with the bytes actually sent.
+//! request log line with the bytes actually sent, and with status 499 when the client left
+//! before the body was over (a body that ended in an error was cut off by us or the target,
+//! not by the client, and keeps its status).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,9 +13,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::relay_body::RelayBody;
 use super::request_log::RequestLog;
 use crate::service::target::InflightGuard;
 
@@ -22,7 +24,7 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 enum Kind {
     Full(Option<Bytes>),
     Upstream {
-        body: Incoming,
+        body: RelayBody,
         cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
         _guard: InflightGuard,
     },
@@ -31,6 +33,8 @@ enum Kind {
 pub struct ProxyBody {
     kind: Kind,
     sent: u64,
+    /// The last frame was polled, or an error ended the body.
+    over: bool,
     log: Option<RequestLog>,
 }
 
@@ -39,11 +43,12 @@ impl ProxyBody {
         ProxyBody {
             kind: Kind::Full(Some(bytes).filter(|b| !b.is_empty())),
             sent: 0,
+            over: false,
             log: Some(log),
         }
     }
 
-    pub fn upstream(body: Incoming, guard: InflightGuard, log: RequestLog) -> Self {
+    pub fn upstream(body: RelayBody, guard: InflightGuard, log: RequestLog) -> Self {
         let cancelled = Box::pin(guard.tokens().requests.clone().cancelled_owned());
         ProxyBody {
             kind: Kind::Upstream {
@@ -52,6 +57,7 @@ impl ProxyBody {
                 _guard: guard,
             },
             sent: 0,
+            over: false,
             log: Some(log),
         }
     }
@@ -72,15 +78,20 @@ impl Body for ProxyBody {
                 body, cancelled, ..
             } => {
                 if cancelled.as_mut().poll(cx).is_ready() {
+                    this.over = true;
                     return Poll::Ready(Some(Err("request cancelled due to draining".into())));
                 }
                 Pin::new(body).poll_frame(cx).map_err(|e| e.into())
             }
         };
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.sent += data.len() as u64;
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                }
             }
+            Poll::Ready(None | Some(Err(_))) => this.over = true,
+            Poll::Pending => {}
         }
         polled
     }
@@ -102,7 +113,10 @@ impl Body for ProxyBody {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
-        if let Some(log) = self.log.take() {
+        if let Some(mut log) = self.log.take() {
+            if !self.over && !self.is_end_stream() {
+                log.client_left();
+            }
             log.write(self.sent);
         }
     }

@@ -1,10 +1,15 @@
 //! Forwarding one request to its target over a pooled HTTP/1.1 connection.
 //!
-//! The wait for response headers is bounded by `--target-timeout` (504), a connection or
-//! protocol failure is a 502, and a drain that reaches its deadline first is a 504. For an
-//! upgrade (WebSocket) the two upgraded connections are spliced in a task that holds the
-//! target's in-flight guard and closes the moment a drain starts.
+//! The request body is buffered first and the response body after, when the service asks
+//! for it. The wait for response headers is bounded by `--target-timeout` (504), a
+//! connection or protocol failure is a 502, and a drain that reaches its deadline first is
+//! a 504. Every way forwarding can fail is a `ForwardError`, and its status is decided
+//! here, in one place (Go's `handleProxyError`). For an upgrade (WebSocket) the two
+//! upgraded connections are spliced in a task that holds the target's in-flight guard and
+//! closes the moment a drain starts.
 
+use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error_chain::error_chain;
@@ -18,9 +23,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::relay_body::{RelayBody, RelayError};
+use super::request_log::CLIENT_CLOSED_REQUEST;
+use super::spill_buffer::SpillDir;
+use super::{request_buffer, response_buffer};
+use crate::service::options::TargetOptions;
 use crate::service::target::InflightGuard;
 
-pub type UpstreamClient = Client<HttpConnector, Incoming>;
+pub type UpstreamClient = Client<HttpConnector, RelayBody>;
 
 /// Keep-alive connections per target, enough for a busy app server's worker pool.
 const MAX_IDLE_PER_TARGET: usize = 256;
@@ -45,6 +55,16 @@ pub enum ForwardError {
     Timeout,
     /// A drain reached its deadline: 504.
     Drained,
+    /// The client's body was malformed (bad chunked encoding): 400.
+    MalformedRequest,
+    /// The client went away before its request was read: 499, for the log only.
+    ClientGone,
+    /// A buffered request body over `--max-request-body`: 413.
+    RequestTooLarge,
+    /// A buffered response body over `--max-response-body`: 500.
+    ResponseTooLarge,
+    /// A spill file could not be written or read: 500.
+    Spill(String),
 }
 
 impl ForwardError {
@@ -52,7 +72,67 @@ impl ForwardError {
         match self {
             ForwardError::Unreachable(_) => StatusCode::BAD_GATEWAY,
             ForwardError::Timeout | ForwardError::Drained => StatusCode::GATEWAY_TIMEOUT,
+            ForwardError::MalformedRequest => StatusCode::BAD_REQUEST,
+            ForwardError::ClientGone => CLIENT_CLOSED_REQUEST,
+            ForwardError::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ForwardError::ResponseTooLarge | ForwardError::Spill(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
+    }
+
+    /// The log line for failures an operator should see; the client's own faults and
+    /// configured limits are routine and only show in the request log.
+    pub fn log(&self, service: &str, target: &str) {
+        match self {
+            ForwardError::Unreachable(reason) => {
+                tracing::error!(service, target, error = %reason, "Error while proxying")
+            }
+            ForwardError::Drained => {
+                tracing::info!(service, target, "Request cancelled due to draining")
+            }
+            ForwardError::Spill(reason) => {
+                tracing::error!(service, target, error = %reason, "Error while buffering")
+            }
+            ForwardError::Timeout
+            | ForwardError::MalformedRequest
+            | ForwardError::ClientGone
+            | ForwardError::RequestTooLarge
+            | ForwardError::ResponseTooLarge => {}
+        }
+    }
+
+    /// A failure reading the client's body: a decoding error means a malformed body (hyper
+    /// reports bad chunk framing as invalid data or input); anything else means the client
+    /// stopped sending.
+    pub fn from_client_body(error: &hyper::Error) -> Self {
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<io::Error>() {
+                if matches!(
+                    io.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
+                ) {
+                    return ForwardError::MalformedRequest;
+                }
+            }
+            source = cause.source();
+        }
+        ForwardError::ClientGone
+    }
+
+    /// A failed exchange: the body we were sending may be what failed, and then whose fault
+    /// it was decides the status; otherwise the target is to blame.
+    fn from_exchange(error: &hyper_util::client::legacy::Error) -> Self {
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            match cause.downcast_ref::<RelayError>() {
+                Some(RelayError::Stream(client)) => return Self::from_client_body(client),
+                Some(RelayError::Spill(spill)) => return ForwardError::Spill(error_chain(spill)),
+                None => source = cause.source(),
+            }
+        }
+        ForwardError::Unreachable(error_chain(error))
     }
 }
 
@@ -67,19 +147,42 @@ pub fn retarget<B>(request: &mut Request<B>, authority: &Authority, path: PathAn
     *request.version_mut() = Version::HTTP_11;
 }
 
+/// Sends `request` to the target and returns its response, buffering either body as
+/// `options` say; a drain deadline cuts the whole exchange short.
 pub async fn send(
     client: &UpstreamClient,
     request: Request<Incoming>,
-    timeout: Duration,
+    options: &TargetOptions,
+    spill_dir: &Arc<SpillDir>,
     guard: &InflightGuard,
-) -> Result<Response<Incoming>, ForwardError> {
+) -> Result<Response<RelayBody>, ForwardError> {
     tokio::select! {
-        result = tokio::time::timeout(timeout, client.request(request)) => match result {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(ForwardError::Unreachable(error_chain(&error))),
-            Err(_) => Err(ForwardError::Timeout),
-        },
+        result = exchange(client, request, options, spill_dir) => result,
         () = guard.tokens().requests.cancelled() => Err(ForwardError::Drained),
+    }
+}
+
+async fn exchange(
+    client: &UpstreamClient,
+    request: Request<Incoming>,
+    options: &TargetOptions,
+    spill_dir: &Arc<SpillDir>,
+) -> Result<Response<RelayBody>, ForwardError> {
+    let request = if options.buffer_requests {
+        request_buffer::buffer(request, options, spill_dir).await?
+    } else {
+        request.map(RelayBody::Streamed)
+    };
+    let response =
+        match tokio::time::timeout(options.response_timeout, client.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return Err(ForwardError::from_exchange(&error)),
+            Err(_) => return Err(ForwardError::Timeout),
+        };
+    if options.buffer_responses && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        response_buffer::buffer(response, options, spill_dir).await
+    } else {
+        Ok(response.map(RelayBody::Streamed))
     }
 }
 

@@ -21,6 +21,7 @@ use super::error_page;
 use super::forward::{self, UpstreamClient};
 use super::headers::{self, ForwardedFor};
 use super::request_log::{Peer, RequestLog};
+use super::spill_buffer::SpillDir;
 use crate::control::PathPrefix;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::router::Router;
@@ -39,6 +40,8 @@ pub struct Handler {
     router: Arc<Router>,
     metrics: Arc<Metrics>,
     client: UpstreamClient,
+    /// Where buffered bodies too big for memory go.
+    spill_dir: Arc<SpillDir>,
     /// Upgraded connections, closed at shutdown.
     tunnels: TaskTracker,
     shutdown: CancellationToken,
@@ -119,6 +122,7 @@ impl Handler {
             router,
             metrics,
             client: forward::upstream_client(),
+            spill_dir: Arc::new(SpillDir::from_env()),
             tunnels: TaskTracker::new(),
             shutdown,
         }
@@ -261,22 +265,15 @@ impl Handler {
         let mut response = match forward::send(
             &self.client,
             request,
-            service.target_options.response_timeout,
+            &service.target_options,
+            &self.spill_dir,
             &guard,
         )
         .await
         {
             Ok(response) => response,
             Err(error) => {
-                match &error {
-                    forward::ForwardError::Unreachable(reason) => {
-                        tracing::error!(service = %service.name, target = %target.address(), error = %reason, "Error while proxying")
-                    }
-                    forward::ForwardError::Drained => {
-                        tracing::info!(service = %service.name, target = %target.address(), "Request cancelled due to draining")
-                    }
-                    forward::ForwardError::Timeout => {}
-                }
+                error.log(service.name.as_str(), target.address().as_str());
                 return error_response(error.status(), None, Some(service), log);
             }
         };

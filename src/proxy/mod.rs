@@ -9,8 +9,12 @@ mod error_page;
 mod forward;
 mod handler;
 mod headers;
+mod relay_body;
+mod request_buffer;
 mod request_log;
+mod response_buffer;
 mod server;
+mod spill_buffer;
 
 pub use handler::Handler;
 pub use request_log::ListenerInfo;

@@ -14,6 +14,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri,
 use crate::logging::JsonLine;
 use crate::metrics::RequestMetrics;
 
+/// nginx's "client closed request": logged when the client left before its response was
+/// complete; never actually sent (Go's choice).
+pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => panic!("499 is a valid status code"),
+};
+
 /// What the request arrived on.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerInfo {
@@ -113,6 +120,14 @@ impl RequestLog {
         for name in names {
             self.extra
                 .push((field_name("resp_", name), joined(headers, name)));
+        }
+    }
+
+    /// The response body was dropped unfinished: the client went away (499). hyper never
+    /// sends the body of a HEAD response, so there it means nothing.
+    pub fn client_left(&mut self) {
+        if self.method != Method::HEAD {
+            self.status = CLIENT_CLOSED_REQUEST;
         }
     }
 

@@ -61,6 +61,10 @@ pub async fn serve(
                 )
             }
         });
+        // hyper answers 431 to a request head over its read buffer limit (about 400 KiB).
+        // Go allows 1 MiB, but raising the limit lets every busy upload's read buffer grow
+        // to it too (measured: about 1.7 MiB more per connection), and heads that large
+        // are refused long before by browsers and CDNs anyway.
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .serve_connection(TokioIo::new(stream), service)

@@ -6,8 +6,10 @@
 //!   client against it; [`Proxy::restart`] keeps the state directory. Killed on drop.
 //! - [`Backend`]: an upstream application on 127.0.0.1:0 serving on the test's tokio
 //!   runtime. Every path answers 200 with a JSON echo of the request (`name`, `method`,
-//!   `path`, `query`, `headers`); `/up` answers a switchable status; `/slow?ms=N` sleeps
-//!   first; `/ws` is a WebSocket echo. Every request is recorded. Stopped on drop.
+//!   `path`, `query`, `headers`, `body_length`, and for `/upload` `body_hash`); `/up`
+//!   answers a switchable status; `/slow?ms=N` sleeps first; `/ws` is a WebSocket echo;
+//!   `/large?bytes=N` streams N bytes (chunked); `/sse?events=N&ms=M` sends N server-sent
+//!   events M ms apart. Every request is recorded. Stopped on drop.
 //! - HTTP helpers: [`HttpClient`] (pooled keep-alive), [`get`] / [`send`] (a fresh
 //!   connection each), [`raw_request`] (bytes over TCP, for malformed requests).
 //! - [`poll_until`]: wait for a condition with a deadline instead of sleeping.
@@ -32,7 +34,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body::Frame;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -120,6 +124,31 @@ impl Proxy {
         };
         proxy.spawn();
         proxy
+    }
+
+    /// A daemon started with extra environment variables.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Proxy {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        std::fs::create_dir_all(dir.path().join("state")).expect("create state dir");
+        let mut proxy = Proxy {
+            dir,
+            child: None,
+            port: 0,
+            logs: Arc::default(),
+            stderr: Arc::default(),
+            bus: "none".to_string(),
+            extra_env: env
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        };
+        proxy.spawn();
+        proxy
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon is running").id()
     }
 
     /// A daemon that also owns `org.kamal.Proxy1` on the bus at `address`.
@@ -717,11 +746,14 @@ impl Drop for InFlight {
     }
 }
 
+/// A backend response body: whole, or streamed over time.
+type Reply = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
 async fn answer(
     request: Request<Incoming>,
     state: Arc<BackendState>,
     cancel: CancellationToken,
-) -> http::Response<Full<Bytes>> {
+) -> http::Response<Reply> {
     state.in_flight.fetch_add(1, Ordering::SeqCst);
     let _in_flight = InFlight(Arc::clone(&state));
     let recorded = Recorded {
@@ -745,11 +777,21 @@ async fn answer(
         let status = state.up_status.load(Ordering::SeqCst);
         return http::Response::builder()
             .status(status)
-            .body(Full::new(Bytes::from_static(b"")))
+            .body(Full::new(Bytes::from_static(b"")).boxed_unsync())
             .expect("valid response");
     }
     if recorded.path == "/ws" {
-        return websocket(request, state, cancel);
+        return websocket(request, state, cancel).map(BodyExt::boxed_unsync);
+    }
+    let number = |name: &str, default: u64| query_number(recorded.query.as_deref(), name, default);
+    if recorded.path == "/large" {
+        return large(number("bytes", 1 << 20));
+    }
+    if recorded.path == "/sse" {
+        return sse(
+            number("events", 10),
+            Duration::from_millis(number("ms", 100)),
+        );
     }
     if recorded.path == "/slow" {
         let ms = recorded
@@ -760,12 +802,89 @@ async fn answer(
             .unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let _ = request.into_body().collect().await;
-    echo(&state.name, &recorded)
+    let mut body = request.into_body();
+    let (mut length, mut hash) = (0u64, FNV_OFFSET);
+    let hashed = recorded.path == "/upload";
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            length += data.len() as u64;
+            if hashed {
+                hash = fnv1a(hash, data);
+            }
+        }
+    }
+    echo(&state.name, &recorded, length, hashed.then_some(hash)).map(BodyExt::boxed_unsync)
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, continued from `hash`: cheap, and the same however the body was split.
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The `body_hash` the backend reports for `body` sent to `/upload`.
+pub fn body_hash(body: &[u8]) -> u64 {
+    fnv1a(FNV_OFFSET, body)
+}
+
+fn query_number(query: Option<&str>, name: &str, default: u64) -> u64 {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `bytes` bytes of `x`, streamed in 64 KiB chunks without a Content-Length.
+fn large(bytes: u64) -> http::Response<Reply> {
+    const CHUNK: u64 = 64 * 1024;
+    let chunks = futures_util::stream::unfold(bytes, |left| async move {
+        (left > 0).then(|| {
+            let size = left.min(CHUNK);
+            let data = Bytes::from(vec![b'x'; usize::try_from(size).expect("small chunk")]);
+            (Ok(Frame::data(data)), left - size)
+        })
+    });
+    http::Response::builder()
+        .status(200)
+        .header("content-type", "application/octet-stream")
+        .body(StreamBody::new(chunks).boxed_unsync())
+        .expect("valid response")
+}
+
+/// `events` server-sent events (`data: <i>`), `interval` apart, the first at once.
+fn sse(events: u64, interval: Duration) -> http::Response<Reply> {
+    let stream = futures_util::stream::unfold(0, move |sent| async move {
+        if sent == events {
+            return None;
+        }
+        if sent > 0 {
+            tokio::time::sleep(interval).await;
+        }
+        let event = Bytes::from(format!("data: {sent}\n\n"));
+        Some((Ok(Frame::data(event)), sent + 1))
+    });
+    http::Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .body(StreamBody::new(stream).boxed_unsync())
+        .expect("valid response")
 }
 
 /// The JSON echo every ordinary path answers with.
-fn echo(name: &str, recorded: &Recorded) -> http::Response<Full<Bytes>> {
+fn echo(
+    name: &str,
+    recorded: &Recorded,
+    body_length: u64,
+    body_hash: Option<u64>,
+) -> http::Response<Full<Bytes>> {
     let mut headers: BTreeMap<String, Value> = BTreeMap::new();
     for (n, v) in &recorded.headers {
         match headers.get_mut(n) {
@@ -784,6 +903,8 @@ fn echo(name: &str, recorded: &Recorded) -> http::Response<Full<Bytes>> {
         "path": recorded.path,
         "query": recorded.query,
         "headers": headers,
+        "body_length": body_length,
+        "body_hash": body_hash,
     });
     http::Response::builder()
         .status(200)

@@ -1,0 +1,65 @@
+//! `RelayBody`: a message body on its way between client and target, either streamed as
+//! the peer sends it or replayed from a spill buffer.
+//!
+//! One type serves both directions, so the upstream client and `ProxyBody` each take a
+//! single body type whether buffering is on or off. The streamed case is a thin wrapper
+//! around hyper's `Incoming`, which keeps the unbuffered path as cheap as before. Its
+//! error says which side failed, so a broken client body can be told from a broken target.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::spill_buffer::SpilledBody;
+
+pub enum RelayBody {
+    Streamed(Incoming),
+    Buffered(SpilledBody),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The peer that sends this body broke it off or sent it malformed.
+    #[error("reading the body from its sender failed")]
+    Stream(#[source] hyper::Error),
+    /// The spill file could not be read back.
+    #[error("reading the buffered body failed")]
+    Spill(#[source] io::Error),
+}
+
+impl Body for RelayBody {
+    type Data = Bytes;
+    type Error = RelayError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, RelayError>>> {
+        match self.get_mut() {
+            RelayBody::Streamed(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|r| r.map_err(RelayError::Stream))),
+            RelayBody::Buffered(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|r| r.map_err(RelayError::Spill))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RelayBody::Streamed(body) => body.is_end_stream(),
+            RelayBody::Buffered(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RelayBody::Streamed(body) => body.size_hint(),
+            RelayBody::Buffered(body) => body.size_hint(),
+        }
+    }
+}

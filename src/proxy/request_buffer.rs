@@ -1,0 +1,49 @@
+//! Request buffering (`--buffer-requests`): the whole client body is read before the target
+//! is contacted, so a slow upload never ties up an application worker.
+//!
+//! Over `--max-request-body` the request is refused (413), judged by its `Content-Length`
+//! before reading when it has one, else while reading; the target never sees it. The body
+//! then goes upstream with an exact `Content-Length`, whatever framing the client used.
+//! Without buffering no limit applies (Go's behaviour); that path never comes here.
+
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CONTENT_LENGTH};
+use http::Request;
+use http_body::Body;
+use hyper::body::Incoming;
+
+use super::forward::ForwardError;
+use super::relay_body::RelayBody;
+use super::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
+use crate::error_chain::error_chain;
+use crate::service::options::TargetOptions;
+
+pub async fn buffer(
+    request: Request<Incoming>,
+    options: &TargetOptions,
+    dir: &Arc<SpillDir>,
+) -> Result<Request<RelayBody>, ForwardError> {
+    let (mut parts, body) = request.into_parts();
+    let limit = options.max_request_body_size;
+    if limit > 0 && body.size_hint().lower() > limit {
+        return Err(ForwardError::RequestTooLarge);
+    }
+    if body.is_end_stream() {
+        // Nothing to hold (and an upgrade request keeps its connection untouched).
+        return Ok(Request::from_parts(parts, RelayBody::Streamed(body)));
+    }
+    let buffer = SpillBuffer::new(Arc::clone(dir), options.max_memory_buffer_size, limit);
+    let body = buffer
+        .read_to_end(body)
+        .await
+        .map_err(|error| match error {
+            FillError::Body(error) => ForwardError::from_client_body(&error),
+            FillError::Spill(SpillError::TooLarge(_)) => ForwardError::RequestTooLarge,
+            FillError::Spill(error) => ForwardError::Spill(error_chain(&error)),
+        })?;
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    Ok(Request::from_parts(parts, RelayBody::Buffered(body)))
+}

@@ -1,0 +1,78 @@
+//! Response buffering (`--buffer-responses`): the whole target response is read before any
+//! of it goes to the client, so a slow reader never ties up an application worker.
+//!
+//! Over `--max-response-body` the client gets a 500 page instead (Go's choice: the target
+//! answered, the proxy could not pass it on). Server-sent events are the exception: an
+//! endless stream cannot be held, so a `text/event-stream` response streams live. Upgrades
+//! (101) never come here; `forward` passes them straight through.
+
+use std::sync::Arc;
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+
+use super::forward::ForwardError;
+use super::relay_body::RelayBody;
+use super::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
+use crate::error_chain::error_chain;
+use crate::service::options::TargetOptions;
+
+const EVENT_STREAM: &str = "text/event-stream";
+
+pub async fn buffer(
+    response: Response<Incoming>,
+    options: &TargetOptions,
+    dir: &Arc<SpillDir>,
+) -> Result<Response<RelayBody>, ForwardError> {
+    if is_event_stream(response.headers()) {
+        return Ok(response.map(RelayBody::Streamed));
+    }
+    let (parts, body) = response.into_parts();
+    let limit = options.max_response_body_size;
+    if limit > 0 && body.size_hint().lower() > limit {
+        return Err(ForwardError::ResponseTooLarge);
+    }
+    let buffer = SpillBuffer::new(Arc::clone(dir), options.max_memory_buffer_size, limit);
+    let body = buffer
+        .read_to_end(body)
+        .await
+        .map_err(|error| match error {
+            FillError::Body(error) => ForwardError::Unreachable(error_chain(&error)),
+            FillError::Spill(SpillError::TooLarge(_)) => ForwardError::ResponseTooLarge,
+            FillError::Spill(error) => ForwardError::Spill(error_chain(&error)),
+        })?;
+    Ok(Response::from_parts(parts, RelayBody::Buffered(body)))
+}
+
+/// Whether the media type (before any `;` parameters) is `text/event-stream`.
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case(EVENT_STREAM))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content_type(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn recognises_event_streams_by_media_type_only() {
+        assert!(is_event_stream(&content_type("text/event-stream")));
+        assert!(is_event_stream(&content_type(
+            "Text/Event-Stream ; charset=utf-8"
+        )));
+        assert!(!is_event_stream(&content_type("text/html")));
+        assert!(!is_event_stream(&content_type("text/event-streams")));
+        assert!(!is_event_stream(&HeaderMap::new()));
+    }
+}
