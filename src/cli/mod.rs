@@ -11,6 +11,7 @@ mod list;
 mod pause;
 mod remove;
 mod resume;
+mod rollout;
 mod run;
 mod stop;
 mod version;
@@ -26,6 +27,7 @@ pub use list::ListArgs;
 pub use pause::PauseArgs;
 pub use remove::RemoveArgs;
 pub use resume::ResumeArgs;
+pub use rollout::RolloutCommand;
 pub use run::RunArgs;
 pub use stop::StopArgs;
 pub use version::VersionArgs;
@@ -74,6 +76,9 @@ pub enum ClientCommand {
     Stop(StopArgs),
     /// Resume a paused or stopped service
     Resume(ResumeArgs),
+    /// Deploy a second group of targets and send a share of requests to it
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Show the version
     Version(VersionArgs),
 }
@@ -87,6 +92,7 @@ impl ClientCommand {
             ClientCommand::Pause(args) => args.execute(bus).await,
             ClientCommand::Stop(args) => args.execute(bus).await,
             ClientCommand::Resume(args) => args.execute(bus).await,
+            ClientCommand::Rollout(command) => command.execute(bus).await,
             ClientCommand::Version(args) => args.execute(),
         }
     }

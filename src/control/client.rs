@@ -16,8 +16,8 @@ use zbus::zvariant::Value;
 use zbus::{connection, fdo::DBusProxy, Connection};
 
 use super::{
-    socket_path, BusChoice, DeployOptions, PauseOptions, ServiceName, ServiceSummary, StopOptions,
-    TargetAddress, BUS_NAME,
+    socket_path, BusChoice, DeployOptions, PauseOptions, RolloutDeployOptions, RolloutSetOptions,
+    ServiceName, ServiceSummary, StopOptions, TargetAddress, BUS_NAME,
 };
 use crate::service::options::{DEFAULT_DEPLOY_TIMEOUT, DEFAULT_DRAIN_TIMEOUT};
 
@@ -45,6 +45,17 @@ pub trait Control {
     fn stop(&self, service: &str, options: &HashMap<String, Value<'_>>) -> zbus::Result<()>;
 
     fn resume(&self, service: &str) -> zbus::Result<()>;
+
+    fn rollout_deploy(
+        &self,
+        service: &str,
+        targets: &[&str],
+        options: &HashMap<String, Value<'_>>,
+    ) -> zbus::Result<()>;
+
+    fn rollout_set(&self, service: &str, options: &HashMap<String, Value<'_>>) -> zbus::Result<()>;
+
+    fn rollout_stop(&self, service: &str) -> zbus::Result<()>;
 
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
@@ -110,6 +121,40 @@ impl Client {
 
     pub async fn resume(&self, service: &ServiceName) -> Result<(), String> {
         answer(CALL_MARGIN, self.proxy.resume(service.as_str())).await
+    }
+
+    /// Blocks until the rollout targets are healthy and the rollout group they replace drained.
+    pub async fn rollout_deploy(
+        &self,
+        service: &ServiceName,
+        targets: &[TargetAddress],
+        options: &RolloutDeployOptions,
+    ) -> Result<(), String> {
+        let targets: Vec<&str> = targets.iter().map(TargetAddress::as_str).collect();
+        let worst_case = options.deploy_timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT)
+            + options.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT);
+        answer(
+            worst_case + CALL_MARGIN,
+            self.proxy
+                .rollout_deploy(service.as_str(), &targets, &options.to_dict()),
+        )
+        .await
+    }
+
+    pub async fn rollout_set(
+        &self,
+        service: &ServiceName,
+        options: &RolloutSetOptions,
+    ) -> Result<(), String> {
+        answer(
+            CALL_MARGIN,
+            self.proxy.rollout_set(service.as_str(), &options.to_dict()),
+        )
+        .await
+    }
+
+    pub async fn rollout_stop(&self, service: &ServiceName) -> Result<(), String> {
+        answer(CALL_MARGIN, self.proxy.rollout_stop(service.as_str())).await
     }
 }
 

@@ -21,7 +21,9 @@ mod wire_value;
 pub use client::{connect, Client, ControlProxy};
 pub use error::ControlError;
 pub use host::Host;
-pub use options::{DeployOptions, OptionDict, PauseOptions, StopOptions};
+pub use options::{
+    DeployOptions, OptionDict, PauseOptions, RolloutDeployOptions, RolloutSetOptions, StopOptions,
+};
 pub use path_prefix::PathPrefix;
 pub use server::ControlServer;
 pub use service_name::ServiceName;
