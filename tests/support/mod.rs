@@ -7,7 +7,9 @@
 //! - [`Backend`]: an upstream application on 127.0.0.1:0 serving on the test's tokio
 //!   runtime. Every path answers 200 with a JSON echo of the request (`name`, `method`,
 //!   `path`, `query`, `headers`); `/up` answers a switchable status; `/slow?ms=N` sleeps
-//!   first; `/ws` is a WebSocket echo. Every request is recorded. Stopped on drop.
+//!   first; `/ws` is a WebSocket echo. A request header `X-Reply-Header: Name: value`
+//!   (repeatable) makes the echo carry that response header, for testing what the proxy does
+//!   with upstream headers. Every request is recorded. Stopped on drop.
 //! - HTTP helpers: [`HttpClient`] (pooled keep-alive), [`get`] / [`send`] (a fresh
 //!   connection each), [`raw_request`] (bytes over TCP, for malformed requests).
 //! - [`poll_until`]: wait for a condition with a deadline instead of sleeping.
@@ -677,10 +679,15 @@ fn echo(name: &str, recorded: &Recorded) -> http::Response<Full<Bytes>> {
         "query": recorded.query,
         "headers": headers,
     });
-    http::Response::builder()
+    let mut response = http::Response::builder()
         .status(200)
         .header("content-type", "application/json")
-        .header("x-backend", name)
+        .header("x-backend", name);
+    for reply in recorded.header_values("x-reply-header") {
+        let (name, value) = reply.split_once(':').expect("X-Reply-Header: Name: value");
+        response = response.header(name.trim(), value.trim());
+    }
+    response
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("valid response")
 }
