@@ -64,7 +64,12 @@ async fn writes_grant_writer_affinity_and_later_reads_follow_it() {
     let reader = Backend::start("reader").await;
     with_reader(&proxy, &writer, &reader, &["--writer-affinity-timeout=10s"]).await;
 
-    assert_eq!(send(proxy.port(), Method::GET, HOST, "/", &[]).await.backend(), "reader");
+    assert_eq!(
+        send(proxy.port(), Method::GET, HOST, "/", &[])
+            .await
+            .backend(),
+        "reader"
+    );
     let before = now_ms();
     let write = send(proxy.port(), Method::POST, HOST, "/", &[]).await;
     assert_eq!(write.backend(), "writer");
@@ -79,9 +84,23 @@ async fn writes_grant_writer_affinity_and_later_reads_follow_it() {
     assert_eq!(read.backend(), "writer", "a read right after a write");
     assert!(set_cookies(&read).is_empty(), "reads grant nothing");
     let expired = format!("kamal-writer={}", now_ms() - 1);
-    let read = send(proxy.port(), Method::GET, HOST, "/", &[("cookie", &expired)]).await;
+    let read = send(
+        proxy.port(),
+        Method::GET,
+        HOST,
+        "/",
+        &[("cookie", &expired)],
+    )
+    .await;
     assert_eq!(read.backend(), "reader", "an expired cookie is ignored");
-    let head = send(proxy.port(), Method::HEAD, HOST, "/", &[("cookie", &cookie)]).await;
+    let head = send(
+        proxy.port(),
+        Method::HEAD,
+        HOST,
+        "/",
+        &[("cookie", &cookie)],
+    )
+    .await;
     assert_eq!(head.header("x-backend"), Some("writer"));
 }
 
@@ -121,7 +140,9 @@ async fn no_writer_affinity_without_readers_or_with_a_zero_timeout() {
     let proxy = Proxy::start();
     let writer = Backend::start("writer").await;
     let reader = Backend::start("reader").await;
-    proxy.deploy("solo", &writer.target(), &["--host=solo.example.com"]).await;
+    proxy
+        .deploy("solo", &writer.target(), &["--host=solo.example.com"])
+        .await;
     let write = send(proxy.port(), Method::POST, "solo.example.com", "/", &[]).await;
     assert!(set_cookies(&write).is_empty(), "no readers");
 
@@ -155,7 +176,14 @@ async fn x_kamal_target_names_the_reader_or_writer_picked() {
     let reader = Backend::start("reader").await;
     with_reader(&proxy, &writer, &reader, &["--forward-headers=false"]).await;
 
-    let read = send(proxy.port(), Method::GET, HOST, "/", &[("x-kamal-target", "spoof")]).await;
+    let read = send(
+        proxy.port(),
+        Method::GET,
+        HOST,
+        "/",
+        &[("x-kamal-target", "spoof")],
+    )
+    .await;
     assert_eq!(read.json()["headers"]["x-kamal-target"], reader.target());
     let write = send(proxy.port(), Method::PUT, HOST, "/", &[]).await;
     assert_eq!(write.json()["headers"]["x-kamal-target"], writer.target());
