@@ -45,6 +45,9 @@ pub enum ServiceChange {
     Paused,
     Stopped,
     Resumed,
+    RolloutDeployed,
+    RolloutSet,
+    RolloutStopped,
 }
 
 impl fmt::Display for ServiceChange {
@@ -55,6 +58,9 @@ impl fmt::Display for ServiceChange {
             ServiceChange::Paused => "paused",
             ServiceChange::Stopped => "stopped",
             ServiceChange::Resumed => "resumed",
+            ServiceChange::RolloutDeployed => "rollout-deployed",
+            ServiceChange::RolloutSet => "rollout-set",
+            ServiceChange::RolloutStopped => "rollout-stopped",
         })
     }
 }

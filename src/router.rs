@@ -1,5 +1,5 @@
-//! `Router`: the typed control API (`deploy`, `remove`, `pause`, ...) and the owner of every
-//! service.
+//! `Router`: the typed control API (`deploy`, `remove`, `pause`, `rollout_deploy`, ...) and
+//! the owner of every service.
 //!
 //! Slow work stays unlocked, as in Go's `router.go`: a deploy waits for health and drains
 //! the old targets outside any lock; only the swap of the service map and routing table
@@ -8,6 +8,9 @@
 //! call returns; a save failure is logged loudly but does not fail the call, because the
 //! traffic switch has already happened and reporting failure would make Kamal stop the
 //! container that is now serving. Each change is announced as a `ProxyEvent` once done.
+//!
+//! Every change is a function of the service as it is *at the swap* (`update`), so a deploy
+//! keeps a rollout group or split set while it was waiting for health, and vice versa.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,8 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 
 use crate::control::{
-    ControlError, DeployOptions, Host, PathPrefix, PauseOptions, ServiceName, ServiceSummary,
-    StopOptions, TargetAddress,
+    ControlError, DeployOptions, Host, PathPrefix, PauseOptions, RolloutDeployOptions,
+    RolloutSetOptions, ServiceName, ServiceSummary, StopOptions, TargetAddress,
 };
 use crate::event::{self, EventSender, ProxyEvent, ServiceChange};
 use crate::routing::RoutingTable;
@@ -24,10 +27,12 @@ use crate::service::error_pages::ErrorPages;
 use crate::service::health_check::HealthClient;
 use crate::service::load_balancer::LoadBalancer;
 use crate::service::options::{self, DeployTimings, DEFAULT_DRAIN_TIMEOUT};
+use crate::service::options::{HealthCheckConfig, DEFAULT_DEPLOY_TIMEOUT};
 use crate::service::pause_controller::{PauseController, PauseStatus, DEFAULT_MAX_PAUSE};
+use crate::service::rollout_controller::RolloutController;
 use crate::service::target::DrainMode;
 use crate::service::Service;
-use crate::state::{LoadOutcome, SavedPause, SavedService, StateFile};
+use crate::state::{LoadOutcome, SavedPause, SavedRollout, SavedService, StateFile};
 
 pub type Routes = RoutingTable<Arc<Service>>;
 
@@ -37,6 +42,14 @@ pub struct DeployRequest {
     pub service: ServiceName,
     pub targets: Vec<TargetAddress>,
     pub options: DeployOptions,
+}
+
+/// A `RolloutDeploy` call: the service, the rollout group's writers, and what the caller set.
+#[derive(Debug, Clone)]
+pub struct RolloutDeployRequest {
+    pub service: ServiceName,
+    pub targets: Vec<TargetAddress>,
+    pub options: RolloutDeployOptions,
 }
 
 pub struct Router {
@@ -165,15 +178,55 @@ fn saved(service: &Service) -> SavedService {
         target_options: service.target_options.clone(),
         active_targets: addresses(service.active.writers()),
         active_readers: addresses(service.active.readers()),
-        rollout_targets: Vec::new(),
-        rollout_readers: Vec::new(),
+        rollout_targets: service
+            .rollout
+            .as_ref()
+            .map_or_else(Vec::new, |lb| addresses(lb.writers())),
+        rollout_readers: service
+            .rollout
+            .as_ref()
+            .map_or_else(Vec::new, |lb| addresses(lb.readers())),
         pause: SavedPause {
             state: pause.state,
             stop_message: pause.stop_message,
             fail_after: pause.fail_after,
         },
-        rollout: None,
+        rollout: service
+            .rollout_controller
+            .as_ref()
+            .map(|controller| SavedRollout {
+                percentage: controller.percentage(),
+                split_point: controller.split_point(),
+                allowlist: controller.allowlist().to_vec(),
+            }),
     }
+}
+
+/// A balancer for restored targets: healthy at once, as in Go, and checked from then on
+/// when there is more than one target (a lone one would only turn a 502 into a 503).
+fn restored_balancer(
+    writers: &[TargetAddress],
+    readers: &[TargetAddress],
+    client: &HealthClient,
+    config: &HealthCheckConfig,
+    service: &ServiceName,
+) -> Arc<LoadBalancer> {
+    let lb = Arc::new(LoadBalancer::new(writers, readers));
+    lb.mark_all_healthy();
+    if writers.len() + readers.len() > 1 {
+        lb.start_health_checks(client, config, service.as_str());
+    }
+    lb
+}
+
+/// The service as it is, with `change` applied; `service not found` when it is gone.
+fn existing_with(
+    existing: Option<&Arc<Service>>,
+    change: impl FnOnce(&mut Service),
+) -> Result<Option<Arc<Service>>, ControlError> {
+    let mut service = Service::clone(existing.ok_or_else(ControlError::service_not_found)?);
+    change(&mut service);
+    Ok(Some(Arc::new(service)))
 }
 
 impl Router {
@@ -218,7 +271,18 @@ impl Router {
         name: &ServiceName,
         service: Option<Arc<Service>>,
     ) -> Result<Option<Arc<Service>>, ControlError> {
+        self.update(name, |_| Ok(service))
+    }
+
+    /// Computes the service's replacement from the current one and publishes it, in one
+    /// critical section; returns the previous service.
+    fn update(
+        &self,
+        name: &ServiceName,
+        change: impl FnOnce(Option<&Arc<Service>>) -> Result<Option<Arc<Service>>, ControlError>,
+    ) -> Result<Option<Arc<Service>>, ControlError> {
         let mut services = lock(&self.services);
+        let service = change(services.get(name))?;
         if let Some(service) = &service {
             if let Some(owner) = conflicting_service(&services, name, &service.options) {
                 tracing::info!(service = %name, other = %owner, "Host settings conflict with another service");
@@ -286,19 +350,22 @@ impl Router {
             return Err(ControlError::target_unhealthy(timings.deploy_timeout));
         }
 
-        let pause = lock(&self.services)
-            .get(&name)
-            .map(|existing| Arc::clone(&existing.pause))
-            .unwrap_or_else(|| Arc::new(PauseController::new(PauseStatus::default())));
-        let service = Arc::new(Service {
-            name: name.clone(),
-            options: service_options,
-            target_options,
-            active,
-            pause,
-            error_pages,
-        });
-        let previous = self.install(&name, Some(service))?;
+        // Pause state and the rollout group survive a deploy, as in Go.
+        let previous = self.update(&name, |existing| {
+            Ok(Some(Arc::new(Service {
+                name: name.clone(),
+                options: service_options,
+                target_options,
+                active,
+                pause: existing.map_or_else(
+                    || Arc::new(PauseController::new(PauseStatus::default())),
+                    |e| Arc::clone(&e.pause),
+                ),
+                error_pages,
+                rollout: existing.and_then(|e| e.rollout.clone()),
+                rollout_controller: existing.and_then(|e| e.rollout_controller.clone()),
+            })))
+        })?;
         self.save().await;
         self.announce(&name, ServiceChange::Deployed);
         if let Some(previous) = previous {
@@ -318,7 +385,9 @@ impl Router {
             .ok_or_else(ControlError::service_not_found)?;
         self.save().await;
         self.announce(name, ServiceChange::Removed);
-        removed.active.stop_health_checks().await;
+        for lb in removed.load_balancers() {
+            lb.stop_health_checks().await;
+        }
         tracing::info!(service = %name, "Removed service");
         Ok(())
     }
@@ -357,13 +426,11 @@ impl Router {
     }
 
     async fn drain_for_pause(&self, service: &Service, drain_timeout: Option<std::time::Duration>) {
-        service
-            .active
-            .drain(
-                drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
-                DrainMode::Reopen,
-            )
-            .await;
+        let timeout = drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT);
+        let drains = service
+            .load_balancers()
+            .map(|lb| lb.drain(timeout, DrainMode::Reopen));
+        futures_util::future::join_all(drains).await;
         tracing::info!(service = %service.name, "Service drained");
     }
 
@@ -372,6 +439,91 @@ impl Router {
         self.save().await;
         self.announce(name, ServiceChange::Resumed);
         tracing::info!(service = %name, "Service resumed");
+        Ok(())
+    }
+
+    /// Deploys a rollout group beside the active one: waits for its health with the service's
+    /// current options, installs it in the rollout slot and drains the group it replaces.
+    pub async fn rollout_deploy(&self, request: RolloutDeployRequest) -> Result<(), ControlError> {
+        let RolloutDeployRequest {
+            service: name,
+            targets,
+            options,
+        } = request;
+        if targets.is_empty() {
+            return Err(ControlError::InvalidOptions(
+                "at least one target is required".into(),
+            ));
+        }
+        let current = self.service(&name)?;
+        let deploy_timeout = options.deploy_timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT);
+        let drain_timeout = options.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT);
+        let target_list: Vec<&str> = targets.iter().map(TargetAddress::as_str).collect();
+        tracing::info!(service = %name, targets = ?target_list, "Deploying for rollout");
+        let readers = options.read_targets.unwrap_or_default();
+        let rollout = Arc::new(LoadBalancer::new(&targets, &readers));
+        rollout.start_health_checks(
+            &self.health_client,
+            &current.target_options.health_check,
+            name.as_str(),
+        );
+        drop(current);
+        if !rollout.wait_until_healthy(deploy_timeout).await {
+            rollout.stop_health_checks().await;
+            return Err(ControlError::target_unhealthy(deploy_timeout));
+        }
+        let installed = self.update(&name, |existing| {
+            existing_with(existing, |service| {
+                service.rollout = Some(Arc::clone(&rollout));
+            })
+        });
+        let previous = match installed {
+            Ok(previous) => previous,
+            Err(error) => {
+                rollout.stop_health_checks().await;
+                return Err(error);
+            }
+        };
+        self.save().await;
+        if let Some(replaced) = previous.and_then(|service| service.rollout.clone()) {
+            replaced.stop_health_checks().await;
+            replaced.drain(drain_timeout, DrainMode::Retire).await;
+        }
+        tracing::info!(service = %name, targets = ?target_list, "Deployed for rollout");
+        self.announce(&name, ServiceChange::RolloutDeployed);
+        Ok(())
+    }
+
+    /// Sets which requests the rollout group takes; needs a rollout deployment.
+    pub async fn rollout_set(
+        &self,
+        name: &ServiceName,
+        options: RolloutSetOptions,
+    ) -> Result<(), ControlError> {
+        let controller = RolloutController::from_options(options)?;
+        let (percentage, allowlist) = (controller.percentage(), controller.allowlist().to_vec());
+        self.update(name, |existing| {
+            if existing.is_some_and(|service| service.rollout.is_none()) {
+                return Err(ControlError::rollout_not_set());
+            }
+            existing_with(existing, |service| {
+                service.rollout_controller = Some(controller);
+            })
+        })?;
+        self.save().await;
+        tracing::info!(service = %name, percentage, allowlist = ?allowlist, "Set rollout split");
+        self.announce(name, ServiceChange::RolloutSet);
+        Ok(())
+    }
+
+    /// Sends every request to the active group again; the rollout group stays deployed.
+    pub async fn rollout_stop(&self, name: &ServiceName) -> Result<(), ControlError> {
+        self.update(name, |existing| {
+            existing_with(existing, |service| service.rollout_controller = None)
+        })?;
+        self.save().await;
+        tracing::info!(service = %name, "Stopped rollout");
+        self.announce(name, ServiceChange::RolloutStopped);
         Ok(())
     }
 
@@ -415,18 +567,31 @@ impl Router {
         let mut restored = 0;
         for saved in services {
             let name = saved.name.clone();
-            let active = Arc::new(LoadBalancer::new(
+            let check = &saved.target_options.health_check;
+            let active = restored_balancer(
                 &saved.active_targets,
                 &saved.active_readers,
-            ));
-            active.mark_all_healthy();
-            if saved.active_targets.len() + saved.active_readers.len() > 1 {
-                active.start_health_checks(
+                &self.health_client,
+                check,
+                &name,
+            );
+            let has_rollout =
+                !(saved.rollout_targets.is_empty() && saved.rollout_readers.is_empty());
+            let rollout = has_rollout.then(|| {
+                restored_balancer(
+                    &saved.rollout_targets,
+                    &saved.rollout_readers,
                     &self.health_client,
-                    &saved.target_options.health_check,
-                    name.as_str(),
-                );
-            }
+                    check,
+                    &name,
+                )
+            });
+            // A split without a rollout group has nothing to send traffic to. The split point
+            // is recomputed, so a hand-edited file cannot disagree with its own percentage.
+            let rollout_controller = saved
+                .rollout
+                .filter(|_| has_rollout)
+                .map(|split| RolloutController::new(split.percentage, split.allowlist));
             let pause = PauseStatus {
                 state: saved.pause.state,
                 stop_message: saved.pause.stop_message,
@@ -450,6 +615,8 @@ impl Router {
                 active,
                 pause: Arc::new(PauseController::new(pause)),
                 error_pages,
+                rollout,
+                rollout_controller,
             });
             match self.install(&name, Some(service)) {
                 Ok(_) => restored += 1,
@@ -465,7 +632,9 @@ impl Router {
     pub async fn shutdown(&self) {
         let services: Vec<Arc<Service>> = lock(&self.services).values().cloned().collect();
         for service in services {
-            service.active.stop_health_checks().await;
+            for lb in service.load_balancers() {
+                lb.stop_health_checks().await;
+            }
         }
     }
 }

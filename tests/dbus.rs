@@ -364,3 +364,103 @@ async fn list_answers_at_once_while_another_deploy_is_blocked() {
         .expect("the blocked deploy succeeds once healthy");
     assert_eq!(call_list(&connection).await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_calls_check_their_options_and_name_their_errors() {
+    let bus = TestBus::start();
+    let proxy = Proxy::start_on_bus(&bus.address);
+    let app = Backend::start("app").await;
+    let next = Backend::start("next").await;
+    let connection = bus.connect().await;
+    proxy.deploy("web", &app.target(), &[]).await;
+    let rollout_set = |options: Options<'static>| {
+        let connection = connection.clone();
+        async move {
+            connection
+                .call_method(
+                    Some(NAME),
+                    PATH,
+                    Some(NAME),
+                    "RolloutSet",
+                    &("web", options),
+                )
+                .await
+                .map(|_| ())
+        }
+    };
+
+    assert_dbus_error(
+        rollout_set(Options::from([("percent", Value::U32(5))])).await,
+        "org.kamal.Proxy1.Error.InvalidArgs",
+        "option \"percent\" must have D-Bus type 'i', not 'u'",
+    );
+    assert_dbus_error(
+        rollout_set(Options::from([("allowlist", Value::from("42"))])).await,
+        "org.kamal.Proxy1.Error.InvalidArgs",
+        "option \"allowlist\" must have D-Bus type 'as', not 's'",
+    );
+    assert_dbus_error(
+        rollout_set(Options::from([("percent", Value::I32(5))])).await,
+        "org.kamal.Proxy1.Error.RolloutNotSet",
+        "rollout target not set",
+    );
+
+    // busctl, as an operator would type it.
+    let deployed = tokio::task::block_in_place(|| {
+        busctl(
+            &bus,
+            &[
+                "call",
+                "--timeout=30",
+                NAME,
+                PATH,
+                NAME,
+                "RolloutDeploy",
+                "sasa{sv}",
+                "web",
+                "1",
+                &next.target(),
+                "1",
+                "deploy_timeout_usec",
+                "t",
+                "10000000",
+            ],
+        )
+    });
+    assert_success_silent(&deployed, &["busctl RolloutDeploy"]);
+    let set = tokio::task::block_in_place(|| {
+        busctl(
+            &bus,
+            &[
+                "call",
+                NAME,
+                PATH,
+                NAME,
+                "RolloutSet",
+                "sa{sv}",
+                "web",
+                "1",
+                "allowlist",
+                "as",
+                "1",
+                "7",
+            ],
+        )
+    });
+    assert_success_silent(&set, &["busctl RolloutSet"]);
+    let cookie = [("cookie", "kamal-rollout=7")];
+    let routed = support::send(proxy.port(), http::Method::GET, "a", "/", &cookie).await;
+    assert_eq!(routed.backend(), "next");
+
+    assert_dbus_error(
+        rollout_set(Options::from([("percent", Value::I32(-1))])).await,
+        "org.kamal.Proxy1.Error.InvalidOptions",
+        "percent must be between 0 and 100, not -1",
+    );
+    let stop = tokio::task::block_in_place(|| {
+        busctl(&bus, &["call", NAME, PATH, NAME, "RolloutStop", "s", "web"])
+    });
+    assert_success_silent(&stop, &["busctl RolloutStop"]);
+    let routed = support::send(proxy.port(), http::Method::GET, "a", "/", &cookie).await;
+    assert_eq!(routed.backend(), "app");
+}

@@ -30,6 +30,12 @@ pub fn size(text: &str) -> Result<u64, String> {
         .map_err(|_| "expected a whole number of bytes".to_string())
 }
 
+/// A whole number, as pflag's int flags.
+pub fn int(text: &str) -> Result<i32, String> {
+    text.parse()
+        .map_err(|_| "expected a whole number".to_string())
+}
+
 pub fn port(text: &str) -> Result<u16, String> {
     text.parse()
         .map_err(|_| "expected a port number".to_string())

@@ -12,6 +12,7 @@ mod lock;
 mod pause;
 mod remove;
 mod resume;
+mod rollout;
 mod run;
 mod stop;
 mod version;
@@ -28,6 +29,7 @@ pub use lock::LockArgs;
 pub use pause::PauseArgs;
 pub use remove::RemoveArgs;
 pub use resume::ResumeArgs;
+pub use rollout::RolloutCommand;
 pub use run::RunArgs;
 pub use stop::StopArgs;
 pub use version::VersionArgs;
@@ -78,6 +80,9 @@ pub enum ClientCommand {
     Resume(ResumeArgs),
     /// Manage the deploy lock (host-wide, or per service with --service)
     Lock(LockArgs),
+    /// Deploy a second group of targets and send a share of requests to it
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Show the version
     Version(VersionArgs),
 }
@@ -92,6 +97,7 @@ impl ClientCommand {
             ClientCommand::Stop(args) => args.execute(bus).await,
             ClientCommand::Resume(args) => args.execute(bus).await,
             ClientCommand::Lock(args) => args.execute(bus).await,
+            ClientCommand::Rollout(command) => command.execute(bus).await,
             ClientCommand::Version(args) => args.execute(),
         }
     }

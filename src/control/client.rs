@@ -16,8 +16,8 @@ use zbus::zvariant::Value;
 use zbus::{connection, fdo::DBusProxy, Connection};
 
 use super::{
-    socket_path, BusChoice, DeployOptions, PauseOptions, ServiceName, ServiceSummary, StopOptions,
-    TargetAddress, BUS_NAME,
+    socket_path, BusChoice, DeployOptions, PauseOptions, RolloutDeployOptions, RolloutSetOptions,
+    ServiceName, ServiceSummary, StopOptions, TargetAddress, BUS_NAME,
 };
 use crate::lock::Lock;
 use crate::service::options::{DEFAULT_DEPLOY_TIMEOUT, DEFAULT_DRAIN_TIMEOUT};
@@ -57,6 +57,17 @@ pub trait Control {
     fn release_lock(&self, scope: &str) -> zbus::Result<()>;
 
     fn lock_status(&self, scope: &str) -> zbus::Result<(bool, String, String, u64)>;
+
+    fn rollout_deploy(
+        &self,
+        service: &str,
+        targets: &[&str],
+        options: &HashMap<String, Value<'_>>,
+    ) -> zbus::Result<()>;
+
+    fn rollout_set(&self, service: &str, options: &HashMap<String, Value<'_>>) -> zbus::Result<()>;
+
+    fn rollout_stop(&self, service: &str) -> zbus::Result<()>;
 
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
@@ -137,6 +148,24 @@ impl Client {
         .await
     }
 
+    /// Blocks until the rollout targets are healthy and the rollout group they replace drained.
+    pub async fn rollout_deploy(
+        &self,
+        service: &ServiceName,
+        targets: &[TargetAddress],
+        options: &RolloutDeployOptions,
+    ) -> Result<(), String> {
+        let targets: Vec<&str> = targets.iter().map(TargetAddress::as_str).collect();
+        let worst_case = options.deploy_timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT)
+            + options.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT);
+        answer(
+            worst_case + CALL_MARGIN,
+            self.proxy
+                .rollout_deploy(service.as_str(), &targets, &options.to_dict()),
+        )
+        .await
+    }
+
     pub async fn release_lock(&self, service: Option<&ServiceName>) -> Result<(), String> {
         answer(CALL_MARGIN, self.proxy.release_lock(scope(service))).await
     }
@@ -150,6 +179,22 @@ impl Client {
             message,
             since_usec,
         }))
+    }
+
+    pub async fn rollout_set(
+        &self,
+        service: &ServiceName,
+        options: &RolloutSetOptions,
+    ) -> Result<(), String> {
+        answer(
+            CALL_MARGIN,
+            self.proxy.rollout_set(service.as_str(), &options.to_dict()),
+        )
+        .await
+    }
+
+    pub async fn rollout_stop(&self, service: &ServiceName) -> Result<(), String> {
+        answer(CALL_MARGIN, self.proxy.rollout_stop(service.as_str())).await
     }
 }
 

@@ -49,6 +49,10 @@ impl ControlError {
         ))
     }
 
+    pub fn rollout_not_set() -> Self {
+        ControlError::RolloutNotSet("rollout target not set".to_string())
+    }
+
     pub fn deploy_in_progress(service: &str) -> Self {
         ControlError::DeployInProgress(format!(
             "a deploy of service \"{service}\" is already in progress; wait for it to finish"

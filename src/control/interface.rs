@@ -11,11 +11,11 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 
 use super::{
-    caller, ControlError, DeployOptions, OptionDict, PauseOptions, ServiceName, ServiceSummary,
-    StopOptions, TargetAddress,
+    caller, ControlError, DeployOptions, OptionDict, PauseOptions, RolloutDeployOptions,
+    RolloutSetOptions, ServiceName, ServiceSummary, StopOptions, TargetAddress,
 };
 use crate::lock::{DeployLocks, LockError};
-use crate::router::{DeployRequest, Router};
+use crate::router::{DeployRequest, RolloutDeployRequest, Router};
 
 /// The domain objects the interface adapts; cloned into each connection's interface.
 #[derive(Clone)]
@@ -56,6 +56,14 @@ impl From<LockError> for ControlError {
     }
 }
 
+fn target_addresses(targets: &[String]) -> Result<Vec<TargetAddress>, ControlError> {
+    targets
+        .iter()
+        .map(|t| TargetAddress::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ControlError::InvalidOptions)
+}
+
 #[zbus::interface(name = "org.kamal.Proxy1")]
 impl ProxyInterface {
     /// Deploys `targets` as the service's writers; returns once they are healthy, traffic has
@@ -66,14 +74,9 @@ impl ProxyInterface {
         targets: Vec<String>,
         options: OptionDict,
     ) -> Result<(), ControlError> {
-        let targets = targets
-            .iter()
-            .map(|t| TargetAddress::parse(t))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ControlError::InvalidOptions)?;
         let request = DeployRequest {
             service: service_name(&service)?,
-            targets,
+            targets: target_addresses(&targets)?,
             options: DeployOptions::from_dict(options)?,
         };
         self.api.router.deploy(request).await
@@ -158,6 +161,37 @@ impl ProxyInterface {
             Some(lock) => (true, lock.holder, lock.message, lock.since_usec),
             None => (false, String::new(), String::new(), 0),
         })
+    }
+
+    /// Deploys `targets` as the service's rollout group, with the service's current options;
+    /// returns once they are healthy and the rollout group they replace has drained.
+    async fn rollout_deploy(
+        &self,
+        service: String,
+        targets: Vec<String>,
+        options: OptionDict,
+    ) -> Result<(), ControlError> {
+        let request = RolloutDeployRequest {
+            service: service_name(&service)?,
+            targets: target_addresses(&targets)?,
+            options: RolloutDeployOptions::from_dict(options)?,
+        };
+        self.api.router.rollout_deploy(request).await
+    }
+
+    /// Sends the requests whose `kamal-rollout` cookie is in `allowlist`, or hashes into the
+    /// first `percent` of the hash space, to the rollout group.
+    async fn rollout_set(&self, service: String, options: OptionDict) -> Result<(), ControlError> {
+        let options = RolloutSetOptions::from_dict(options)?;
+        self.api
+            .router
+            .rollout_set(&service_name(&service)?, options)
+            .await
+    }
+
+    /// Sends every request to the active group again; the rollout group stays deployed.
+    async fn rollout_stop(&self, service: String) -> Result<(), ControlError> {
+        self.api.router.rollout_stop(&service_name(&service)?).await
     }
 
     #[zbus(property)]

@@ -23,7 +23,9 @@ pub use client::{connect, Client, ControlProxy};
 pub use error::ControlError;
 pub use host::Host;
 pub use interface::ControlApi;
-pub use options::{DeployOptions, OptionDict, PauseOptions, StopOptions};
+pub use options::{
+    DeployOptions, OptionDict, PauseOptions, RolloutDeployOptions, RolloutSetOptions, StopOptions,
+};
 pub use path_prefix::PathPrefix;
 pub use server::ControlServer;
 pub use service_name::ServiceName;

@@ -133,6 +133,24 @@ options! {
     }
 }
 
+options! {
+    /// Options of `RolloutDeploy`; the rollout group takes the service's other options.
+    pub struct RolloutDeployOptions {
+        read_targets: Vec<TargetAddress>,
+        deploy_timeout: Duration,
+        drain_timeout: Duration,
+    }
+}
+
+options! {
+    /// Options of `RolloutSet`: which share of cookie values, and which values always, take
+    /// the rollout group.
+    pub struct RolloutSetOptions {
+        percent: i32,
+        allowlist: Vec<String>,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +188,34 @@ mod tests {
         assert_eq!(
             DeployOptions::from_dict(wrong).unwrap_err(),
             ControlError::InvalidArgs("option \"tls\" must have D-Bus type 'b', not 's'".into())
+        );
+    }
+
+    #[test]
+    fn round_trips_rollout_options_with_their_wire_types() {
+        let set = RolloutSetOptions {
+            percent: Some(25),
+            allowlist: Some(vec!["42".into()]),
+        };
+        let dict = set.to_dict();
+        assert_eq!(dict["percent"], Value::I32(25));
+        assert_eq!(RolloutSetOptions::from_dict(owned(dict)).unwrap(), set);
+        let wrong = owned([("percent".to_string(), Value::from("25"))].into());
+        assert_eq!(
+            RolloutSetOptions::from_dict(wrong).unwrap_err(),
+            ControlError::InvalidArgs(
+                "option \"percent\" must have D-Bus type 'i', not 's'".into()
+            )
+        );
+        let deploy = RolloutDeployOptions {
+            read_targets: Some(vec![TargetAddress::parse("rd:80").unwrap()]),
+            drain_timeout: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
+        assert!(deploy.to_dict().contains_key("drain_timeout_usec"));
+        assert_eq!(
+            RolloutDeployOptions::from_dict(owned(deploy.to_dict())).unwrap(),
+            deploy
         );
     }
 

@@ -1,8 +1,10 @@
 //! `Handler`: the request pipeline, from a parsed request to the response sent back.
 //!
-//! Order, as in Go: request id and start time; route by host and path (404); pause/stop
-//! (with the health-check pass-through); pick and claim a healthy target (503); forward
-//! (502/504). Errors the proxy raises become its own error pages here, in one place.
+//! Order, as in Go: request id and start time; route by host and path (404); client IP
+//! header; redirects (301); pause/stop (with the health-check pass-through); pick the
+//! active or rollout group, and a healthy target in it (503); forward (502/504); cookie
+//! paths and writer affinity on the response. Errors the proxy raises become its own error
+//! pages here, in one place.
 //! Every request is counted in the metrics; once routed, under its service.
 
 use std::sync::Arc;
@@ -17,9 +19,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::body::ProxyBody;
+use super::client_ip::apply_client_ip_header;
+use super::cookie_scope::scope_cookie_paths;
 use super::error_page;
 use super::forward::{self, UpstreamClient};
 use super::headers::{self, ForwardedFor};
+use super::redirect::{self, RedirectRule};
 use super::request_log::{Peer, RequestLog};
 use super::spill_buffer::SpillDir;
 use crate::control::PathPrefix;
@@ -30,6 +35,7 @@ use crate::service::load_balancer::RequestKind;
 use crate::service::pause_controller::PauseWaitAction;
 use crate::service::pause_state::PauseState;
 use crate::service::target::InflightGuard;
+use crate::service::writer_affinity::WriterAffinity;
 use crate::service::Service;
 
 /// A claim can lose a race with a deploy that retires the target it picked; the request is
@@ -60,6 +66,8 @@ enum PauseOutcome {
 struct Route {
     service: Arc<Service>,
     upstream_path: PathAndQuery,
+    /// The non-root prefix removed from the path, if one was (for `--scope-cookie-paths`).
+    stripped_prefix: Option<PathPrefix>,
 }
 
 fn upstream_path(request_uri: &http::Uri, prefix: &PathPrefix, strip: bool) -> PathAndQuery {
@@ -138,10 +146,13 @@ impl Handler {
         let routes = self.router.routes();
         let matched = routes.lookup(host, uri.path())?;
         let service = Arc::clone(matched.value);
-        let upstream_path = upstream_path(uri, matched.prefix, service.options.strip_prefix);
+        let strip = service.options.strip_prefix;
+        let upstream_path = upstream_path(uri, matched.prefix, strip);
+        let stripped_prefix = (strip && !matched.prefix.is_root()).then(|| matched.prefix.clone());
         Some(Route {
             service,
             upstream_path,
+            stripped_prefix,
         })
     }
 
@@ -167,6 +178,17 @@ impl Handler {
             request.headers(),
             &route.service.target_options.log_request_headers,
         );
+        if let Some(header) = &route.service.options.client_ip_header {
+            if let Some(client_ip) = apply_client_ip_header(request.headers_mut(), header) {
+                log.record_client_ip(client_ip);
+            }
+        }
+        let rule = RedirectRule::for_service(&route.service.options);
+        if let Some(location) =
+            redirect::target_url(rule, peer.listener.scheme, &host, request.uri())
+        {
+            return redirect::response(&location, request.method(), log);
+        }
 
         match self.hold_while_paused(&request, &route).await {
             PauseOutcome::Proceed => {}
@@ -180,12 +202,19 @@ impl Handler {
 
         let upgrade = headers::is_upgrade(request.headers());
         let mut guard = None;
+        let mut affinity = WriterAffinity::None;
         for _ in 0..CLAIM_ATTEMPTS {
             let kind = request_kind(&request, &route.service, upgrade);
-            guard = route
-                .service
-                .active
-                .pick(kind)
+            let lb = route.service.load_balancer_for(request.headers());
+            affinity = WriterAffinity::decide(
+                kind,
+                !lb.readers().is_empty(),
+                route.service.options.writer_affinity_timeout,
+                request.headers(),
+                SystemTime::now(),
+            );
+            guard = lb
+                .pick(affinity.routed_kind(kind))
                 .and_then(|target| target.claim());
             if guard.is_some() {
                 break;
@@ -203,7 +232,16 @@ impl Handler {
                 log,
             );
         };
-        self.forward(request, route, guard, peer, log).await
+        let cookie_scope = route
+            .stripped_prefix
+            .clone()
+            .filter(|_| route.service.target_options.scope_cookie_paths);
+        let mut response = self.forward(request, route, guard, peer, log).await;
+        if let Some(prefix) = cookie_scope {
+            scope_cookie_paths(response.headers_mut(), &prefix, &host);
+        }
+        affinity.apply_to_response(response.headers_mut(), SystemTime::now());
+        response
     }
 
     /// `--exclude-metrics-path` matches the path exactly as the target sees it.

@@ -5,10 +5,13 @@
 //! parses options; everything it needs was checked when the service was deployed.
 
 mod body;
+mod client_ip;
+mod cookie_scope;
 mod error_page;
 mod forward;
 mod handler;
 mod headers;
+mod redirect;
 mod relay_body;
 mod request_buffer;
 mod request_log;

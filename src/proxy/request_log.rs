@@ -102,6 +102,11 @@ impl RequestLog {
         }
     }
 
+    /// The client address a trusted `--client-ip-header` named, logged as `remote_addr`.
+    pub fn record_client_ip(&mut self, client_ip: HeaderValue) {
+        self.forwarded_for = Some(client_ip);
+    }
+
     pub fn record_request_headers(&mut self, headers: &HeaderMap, names: &[HeaderName]) {
         for name in names {
             self.extra

@@ -1,10 +1,12 @@
-//! A service: its targets, how they are health-checked and load-balanced, and how traffic is
-//! paused, stopped and drained.
+//! A service: its targets, how they are health-checked and load-balanced, how traffic is
+//! paused, stopped and drained, and how a rollout group takes a share of it.
 //!
 //! `Service` itself is immutable: a deploy builds a new one with the new options and load
-//! balancer, sharing the pause controller, and the router swaps it in. Requests that already
-//! hold the old one finish on it undisturbed.
+//! balancer, sharing the pause controller and keeping the rollout group, and the router swaps
+//! it in; a rollout deploy or split change swaps in a copy with the new rollout parts.
+//! Requests that already hold the old one finish on it undisturbed.
 
+mod cookies;
 pub mod error_pages;
 pub mod health_check;
 pub mod load_balancer;
@@ -12,18 +14,24 @@ pub mod options;
 mod page_template;
 pub mod pause_controller;
 pub mod pause_state;
+pub mod rollout_controller;
 pub mod target;
 pub mod target_state;
+pub mod writer_affinity;
 
 use std::sync::Arc;
+
+use http::HeaderMap;
 
 use crate::control::ServiceName;
 use error_pages::ErrorPages;
 use load_balancer::LoadBalancer;
 use options::{ServiceOptions, TargetOptions};
 use pause_controller::PauseController;
+use rollout_controller::{RolloutController, TargetGroup};
 
 /// One deployed application as the data plane sees it.
+#[derive(Clone)]
 pub struct Service {
     pub name: ServiceName,
     pub options: ServiceOptions,
@@ -32,4 +40,28 @@ pub struct Service {
     pub pause: Arc<PauseController>,
     /// `--error-pages`, loaded at deploy time.
     pub error_pages: Option<Arc<ErrorPages>>,
+    /// Targets deployed with `rollout deploy`; they stay deployed (and checked) after
+    /// `rollout stop`, as in Go.
+    pub rollout: Option<Arc<LoadBalancer>>,
+    /// The split set with `rollout set`; `None` sends everything to `active`.
+    pub rollout_controller: Option<RolloutController>,
+}
+
+impl Service {
+    /// The balancer a request with these headers goes to.
+    pub fn load_balancer_for(&self, headers: &HeaderMap) -> &Arc<LoadBalancer> {
+        match (&self.rollout, &self.rollout_controller) {
+            (Some(rollout), Some(controller))
+                if controller.group_for(headers) == TargetGroup::Rollout =>
+            {
+                rollout
+            }
+            _ => &self.active,
+        }
+    }
+
+    /// Every balancer that serves traffic or may: active, then rollout.
+    pub fn load_balancers(&self) -> impl Iterator<Item = &Arc<LoadBalancer>> {
+        std::iter::once(&self.active).chain(&self.rollout)
+    }
 }

@@ -9,7 +9,9 @@
 //!   `path`, `query`, `headers`, `body_length`, and for `/upload` `body_hash`); `/up`
 //!   answers a switchable status; `/slow?ms=N` sleeps first; `/ws` is a WebSocket echo;
 //!   `/large?bytes=N` streams N bytes (chunked); `/sse?events=N&ms=M` sends N server-sent
-//!   events M ms apart. Every request is recorded. Stopped on drop.
+//!   events M ms apart. A request header `X-Reply-Header: Name: value` (repeatable) makes the
+//!   echo carry that response header, for testing what the proxy does with upstream headers.
+//!   Every request is recorded. Stopped on drop.
 //! - HTTP helpers: [`HttpClient`] (pooled keep-alive), [`get`] / [`send`] (a fresh
 //!   connection each), [`raw_request`] (bytes over TCP, for malformed requests).
 //! - [`poll_until`]: wait for a condition with a deadline instead of sleeping.
@@ -98,6 +100,14 @@ pub struct Proxy {
     metrics_port: Option<u16>,
 }
 
+/// How a test daemon is started: everything but the temp directory.
+#[derive(Default)]
+struct Launch<'a> {
+    bus: Option<&'a str>,
+    env: &'a [(&'a str, &'a str)],
+    run_args: &'a [&'a str],
+}
+
 impl Proxy {
     /// A daemon serving only its peer-to-peer socket.
     pub fn start() -> Proxy {
@@ -107,6 +117,43 @@ impl Proxy {
     /// A daemon whose state directory is prepared by `prepare` before it starts (to plant a
     /// state file written by the Go proxy, for example).
     pub fn start_with(prepare: impl FnOnce(&PathBuf)) -> Proxy {
+        Self::launch(Launch::default(), prepare)
+    }
+
+    /// A daemon started with extra environment variables.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Proxy {
+        Self::launch(
+            Launch {
+                env,
+                ..Launch::default()
+            },
+            |_| {},
+        )
+    }
+
+    /// A daemon that also owns `org.kamal.Proxy1` on the bus at `address`.
+    pub fn start_on_bus(address: &str) -> Proxy {
+        Self::launch(
+            Launch {
+                bus: Some(address),
+                ..Launch::default()
+            },
+            |_| {},
+        )
+    }
+
+    /// A daemon serving only its socket, run with `run_args` added to the usual flags.
+    pub fn start_with_run_args(run_args: &[&str]) -> Proxy {
+        Self::launch(
+            Launch {
+                run_args,
+                ..Launch::default()
+            },
+            |_| {},
+        )
+    }
+
+    fn launch(launch: Launch<'_>, prepare: impl FnOnce(&PathBuf)) -> Proxy {
         let dir = tempfile::tempdir().expect("create temp dir");
         let state_dir = dir.path().join("state");
         std::fs::create_dir_all(&state_dir).expect("create state dir");
@@ -117,30 +164,14 @@ impl Proxy {
             port: 0,
             logs: Arc::default(),
             stderr: Arc::default(),
-            bus: "none".to_string(),
-            extra_env: Vec::new(),
-            run_args: Vec::new(),
-            metrics_port: None,
-        };
-        proxy.spawn();
-        proxy
-    }
-
-    /// A daemon started with extra environment variables.
-    pub fn start_with_env(env: &[(&str, &str)]) -> Proxy {
-        let dir = tempfile::tempdir().expect("create temp dir");
-        std::fs::create_dir_all(dir.path().join("state")).expect("create state dir");
-        let mut proxy = Proxy {
-            dir,
-            child: None,
-            port: 0,
-            logs: Arc::default(),
-            stderr: Arc::default(),
-            bus: "none".to_string(),
-            extra_env: env
+            bus: launch.bus.unwrap_or("none").to_string(),
+            extra_env: launch
+                .env
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
+            run_args: launch.run_args.iter().map(|arg| arg.to_string()).collect(),
+            metrics_port: None,
         };
         proxy.spawn();
         proxy
@@ -149,44 +180,6 @@ impl Proxy {
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("daemon is running").id()
-    }
-
-    /// A daemon that also owns `org.kamal.Proxy1` on the bus at `address`.
-    pub fn start_on_bus(address: &str) -> Proxy {
-        let dir = tempfile::tempdir().expect("create temp dir");
-        std::fs::create_dir_all(dir.path().join("state")).expect("create state dir");
-        let mut proxy = Proxy {
-            dir,
-            child: None,
-            port: 0,
-            logs: Arc::default(),
-            stderr: Arc::default(),
-            bus: address.to_string(),
-            extra_env: Vec::new(),
-            run_args: Vec::new(),
-            metrics_port: None,
-        };
-        proxy.spawn();
-        proxy
-    }
-
-    /// A daemon serving only its socket, run with `run_args` added to the usual flags.
-    pub fn start_with_run_args(run_args: &[&str]) -> Proxy {
-        let dir = tempfile::tempdir().expect("create temp dir");
-        std::fs::create_dir_all(dir.path().join("state")).expect("create state dir");
-        let mut proxy = Proxy {
-            dir,
-            child: None,
-            port: 0,
-            logs: Arc::default(),
-            stderr: Arc::default(),
-            bus: "none".to_string(),
-            extra_env: Vec::new(),
-            run_args: run_args.iter().map(|arg| arg.to_string()).collect(),
-            metrics_port: None,
-        };
-        proxy.spawn();
-        proxy
     }
 
     /// The metrics port reported in `Server started`; panics if metrics are off.
@@ -906,10 +899,15 @@ fn echo(
         "body_length": body_length,
         "body_hash": body_hash,
     });
-    http::Response::builder()
+    let mut response = http::Response::builder()
         .status(200)
         .header("content-type", "application/json")
-        .header("x-backend", name)
+        .header("x-backend", name);
+    for reply in recorded.header_values("x-reply-header") {
+        let (name, value) = reply.split_once(':').expect("X-Reply-Header: Name: value");
+        response = response.header(name.trim(), value.trim());
+    }
+    response
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("valid response")
 }
