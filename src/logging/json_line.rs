@@ -70,21 +70,32 @@ impl JsonLine {
     }
 }
 
+/// Appends `value` as a JSON string. Runs of bytes that need no escaping (nearly all of a
+/// log line) are copied whole; this is on every request's path.
 fn escape_into(out: &mut String, value: &str) {
     out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        let escaped = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // Every byte matched above is ASCII, so `start..index` ends on a char boundary.
+        out.push_str(&value[start..index]);
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{byte:04x}");
+        } else {
+            out.push_str(escaped);
         }
+        start = index + 1;
     }
+    out.push_str(&value[start..]);
     out.push('"');
 }
 
@@ -106,5 +117,12 @@ mod tests {
         assert_eq!(value["status"], 200);
         assert!(text.starts_with("{\"time\":"));
         assert!(text.ends_with("}\n"));
+    }
+
+    #[test]
+    fn escapes_control_characters_between_unicode_runs() {
+        let mut out = String::new();
+        escape_into(&mut out, "bücher\u{1}ß\\");
+        assert_eq!(out, "\"bücher\\u0001ß\\\\\"");
     }
 }
