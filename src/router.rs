@@ -564,7 +564,7 @@ impl Router {
         for skip in skipped {
             tracing::error!(service = %skip.name, error = %skip.reason, "Failed to restore service");
         }
-        let mut restored = 0;
+        let mut restored = Vec::with_capacity(services.len());
         for saved in services {
             let name = saved.name.clone();
             let check = &saved.target_options.health_check;
@@ -618,14 +618,37 @@ impl Router {
                 rollout,
                 rollout_controller,
             });
-            match self.install(&name, Some(service)) {
-                Ok(_) => restored += 1,
-                Err(error) => {
-                    tracing::error!(service = %name, error = %error.message(), "Failed to restore service")
-                }
-            }
+            restored.push(service);
         }
-        tracing::info!(path = %self.state_file.path().display(), services = restored, "Restored saved state");
+        let count = self.install_restored(restored);
+        tracing::info!(path = %self.state_file.path().display(), services = count, "Restored saved state");
+    }
+
+    /// Installs restored services in one pass and publishes the table once, so start-up stays
+    /// linear in the number of services; one whose bindings another already holds is skipped.
+    fn install_restored(&self, restored: Vec<Arc<Service>>) -> usize {
+        let mut services = lock(&self.services);
+        let mut owners: HashMap<BindingKey, ServiceName> = services
+            .values()
+            .flat_map(|s| {
+                bindings(&s.options)
+                    .into_iter()
+                    .map(|key| (key, s.name.clone()))
+            })
+            .collect();
+        let mut count = 0;
+        for service in restored {
+            let keys = bindings(&service.options);
+            if let Some(owner) = keys.iter().find_map(|key| owners.get(key)) {
+                tracing::error!(service = %service.name, other = %owner, error = %ControlError::host_conflict().message(), "Failed to restore service");
+                continue;
+            }
+            owners.extend(keys.into_iter().map(|key| (key, service.name.clone())));
+            services.insert(service.name.clone(), service);
+            count += 1;
+        }
+        self.routes.store(Arc::new(build_routes(&services)));
+        count
     }
 
     /// Stops every health check; used at shutdown.
