@@ -94,13 +94,10 @@ impl Client {
         targets: &[TargetAddress],
         options: &DeployOptions,
     ) -> Result<(), String> {
-        let targets: Vec<&str> = targets.iter().map(TargetAddress::as_str).collect();
-        let worst_case = options.deploy_timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT)
-            + options.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT);
         answer(
-            worst_case + CALL_MARGIN,
+            deploy_wait(options.deploy_timeout, options.drain_timeout),
             self.proxy
-                .deploy(service.as_str(), &targets, &options.to_dict()),
+                .deploy(service.as_str(), &target_texts(targets), &options.to_dict()),
         )
         .await
     }
@@ -155,13 +152,10 @@ impl Client {
         targets: &[TargetAddress],
         options: &RolloutDeployOptions,
     ) -> Result<(), String> {
-        let targets: Vec<&str> = targets.iter().map(TargetAddress::as_str).collect();
-        let worst_case = options.deploy_timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT)
-            + options.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT);
         answer(
-            worst_case + CALL_MARGIN,
+            deploy_wait(options.deploy_timeout, options.drain_timeout),
             self.proxy
-                .rollout_deploy(service.as_str(), &targets, &options.to_dict()),
+                .rollout_deploy(service.as_str(), &target_texts(targets), &options.to_dict()),
         )
         .await
     }
@@ -196,6 +190,18 @@ impl Client {
     pub async fn rollout_stop(&self, service: &ServiceName) -> Result<(), String> {
         answer(CALL_MARGIN, self.proxy.rollout_stop(service.as_str())).await
     }
+}
+
+/// How long a deploy may legitimately take: the health wait, then the drain, both with the
+/// daemon's defaults when not given, plus the usual margin.
+fn deploy_wait(deploy_timeout: Option<Duration>, drain_timeout: Option<Duration>) -> Duration {
+    deploy_timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT)
+        + drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT)
+        + CALL_MARGIN
+}
+
+fn target_texts(targets: &[TargetAddress]) -> Vec<&str> {
+    targets.iter().map(TargetAddress::as_str).collect()
 }
 
 /// Waits up to `limit` for a call's reply, and words its failure.

@@ -7,6 +7,8 @@
 use bytes::Bytes;
 use http::StatusCode;
 
+use crate::service::page_template::escape_html;
+
 fn title(status: StatusCode) -> Option<&'static str> {
     Some(match status.as_u16() {
         404 => "404 — Not Found",
@@ -28,21 +30,6 @@ fn default_text(status: StatusCode) -> &'static str {
     }
 }
 
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&#34;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The page for `status`; `message` (a stop message) replaces the default text of a 503.
 pub fn render(status: StatusCode, message: Option<&str>) -> Bytes {
     let Some(title) = title(status) else {
@@ -53,7 +40,11 @@ pub fn render(status: StatusCode, message: Option<&str>) -> Bytes {
         ));
     };
     let text = match message.filter(|m| !m.is_empty()) {
-        Some(message) => escape_html(message),
+        Some(message) => {
+            let mut escaped = String::with_capacity(message.len());
+            escape_html(message, &mut escaped);
+            escaped
+        }
         None => default_text(status).to_string(),
     };
     Bytes::from(format!(

@@ -11,7 +11,7 @@ pub mod error_pages;
 pub mod health_check;
 pub mod load_balancer;
 pub mod options;
-mod page_template;
+pub mod page_template;
 pub mod pause_controller;
 pub mod pause_state;
 pub mod rollout_controller;

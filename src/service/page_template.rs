@@ -138,7 +138,9 @@ fn parse_block(
     Ok((nodes, Stop::Eof))
 }
 
-fn escape_html(text: &str, out: &mut String) {
+/// HTML-escapes `text` as Go's `html/template` does for text, appending to `out`; the
+/// built-in error pages use it too.
+pub fn escape_html(text: &str, out: &mut String) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
