@@ -16,7 +16,7 @@ use rustls::pki_types::PrivateKeyDer;
 
 use super::challenge_kind::ChallengeKind;
 use super::AcmeError;
-use crate::tls::certificate;
+use crate::tls::certificate::CertificateError;
 use crate::tls::challenges::Challenges;
 
 /// How long to wait for the CA to validate and to issue.
@@ -59,11 +59,16 @@ fn tls_alpn01_certificate(
         rcgen::CertificateParams::new(vec![host.to_string()]).map_err(AcmeError::KeyGeneration)?;
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
     let certificate = params.self_signed(&key).map_err(AcmeError::KeyGeneration)?;
-    certificate::from_der(
+    // Not `certificate::from_der`: its key check parses the certificate with webpki, which
+    // refuses the critical acmeIdentifier extension this certificate exists to carry.
+    let signing_key = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .map_err(|e| AcmeError::Certificate(CertificateError::UnsupportedKey(e)))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(
         vec![certificate.der().clone()],
-        PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .map_err(AcmeError::Certificate)
+        signing_key,
+    )))
 }
 
 fn retry_after(error: &instant_acme::Error) -> Option<Duration> {
