@@ -341,7 +341,7 @@ impl Router {
         }
         Ok(self
             .acme
-            .states(&service.options.hosts)
+            .states(&service.name)
             .into_iter()
             .map(|(host, state)| {
                 let (state, detail) = state.describe();
@@ -426,10 +426,16 @@ impl Router {
         } = request;
         let (service_options, target_options) = options::resolve(&options)?;
         let timings = DeployTimings::resolve(&options);
-        if matches!(&service_options.tls, options::TlsMode::Acme(acme) if acme.on_demand_url.is_some())
-        {
+        let on_demand_path = match &service_options.tls {
+            options::TlsMode::Acme(acme) => acme
+                .on_demand_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with('/')),
+            _ => false,
+        };
+        if on_demand_path {
             return Err(ControlError::InvalidOptions(
-                "on-demand TLS (--tls-on-demand-url) is not supported yet; deploy with --host"
+                "an on-demand TLS path is not supported yet; give a full http:// or https:// URL"
                     .into(),
             ));
         }

@@ -1,11 +1,10 @@
 //! Automatic certificates against a real ACME CA (Debian's `pebble`).
 //!
-//! Each test runs its own pebble and a proxy on fixed free ports (pebble must know where to
-//! validate). A deploy returns at once and the certificate follows in the background, through
+//! Each test runs its own proxy and a pebble validating on that proxy's ports. A deploy returns at once and the certificate follows in the background, through
 //! HTTP-01 or TLS-ALPN-01; it is then served for its SNI with pebble's chain. A restart serves
 //! the cached certificate without the CA; a short-lived certificate is renewed; external
 //! account binding works; a failed order is shown by `list` with the CA's reason while the
-//! previous certificate stays in service.
+//! last certificate issued stays in service; on-demand names are issued once approved.
 
 mod support;
 
@@ -13,21 +12,18 @@ use std::time::Duration;
 
 use support::pebble::{Pebble, PebbleOptions, EAB_HMAC_KEY, EAB_KID};
 use support::tls::{roots, TlsClient};
-use support::{free_port, Backend, Proxy};
+use support::{Backend, Proxy};
 
 const HOST: &str = "a.example.com";
 
-/// A proxy on fixed ports with pebble validating on them.
+/// A proxy, and pebble validating on its ports.
 fn start(challenges: &str, options: PebbleOptions) -> (Pebble, Proxy) {
-    let (http_port, https_port) = (free_port(), free_port());
-    let pebble = Pebble::start(http_port, https_port, options);
-    let ca = pebble.ca_cert_path();
+    let mut pebble = Pebble::new(options);
     let proxy = Proxy::start_with_run_args(&[
-        &format!("--http-port={http_port}"),
-        &format!("--https-port={https_port}"),
-        &format!("--acme-ca-cert={}", ca.display()),
+        &format!("--acme-ca-cert={}", pebble.ca_cert_path().display()),
         &format!("--acme-challenges={challenges}"),
     ]);
+    pebble.start(proxy.port(), proxy.https_port());
     (pebble, proxy)
 }
 
@@ -62,6 +58,19 @@ async fn wait_for_certificates(proxy: &Proxy, count: usize) {
     }
 }
 
+/// The leaf of the one certificate in the proxy's ACME cache (`certs/<directory hash>/<host>`).
+fn cached_certificate(proxy: &Proxy) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = proxy.state_dir().join("certs");
+    let directory = std::fs::read_dir(&certs).unwrap().next().unwrap().unwrap();
+    let pem = std::fs::read(directory.path().join(HOST)).unwrap();
+    let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .unwrap()
+        .unwrap();
+    leaf.as_ref().to_vec()
+}
+
 /// A client trusting only pebble's issuing root.
 async fn client<'a>(proxy: &Proxy, pebble: &Pebble) -> TlsClient<'a> {
     TlsClient {
@@ -79,7 +88,7 @@ async fn issues_through_http01_and_serves_the_cached_certificate_after_a_restart
     let app = Backend::start("app").await;
     deploy(&proxy, &pebble, &app, &[]).await;
     wait_for_certificates(&proxy, 1).await;
-    let client = client(&proxy, &pebble).await;
+    let mut client = client(&proxy, &pebble).await;
     let exchange = client.get(HOST, "/").await.unwrap();
     assert_eq!(exchange.response.backend(), "app");
     assert_eq!(exchange.alpn.as_deref(), Some(&b"h2"[..]));
@@ -87,6 +96,7 @@ async fn issues_through_http01_and_serves_the_cached_certificate_after_a_restart
 
     pebble.stop();
     proxy.restart();
+    client.port = proxy.https_port();
     let after = client.get(HOST, "/").await.unwrap();
     assert_eq!(after.response.backend(), "app");
     assert_eq!(
@@ -136,9 +146,8 @@ async fn a_failed_renewal_is_listed_with_the_reason_and_keeps_the_old_certificat
     deploy(&proxy, &pebble, &app, &[]).await;
     wait_for_certificates(&proxy, 1).await;
     let client = client(&proxy, &pebble).await;
-    let served = client.get(HOST, "/").await.unwrap().peer_chain[0].clone();
 
-    // Validation now goes where nothing listens; the renewal (at 20 s) fails.
+    // Validation now goes where nothing listens; a renewal (from 20 s) fails.
     pebble.resolve(HOST, "127.0.0.2").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     let listing = loop {
@@ -159,8 +168,9 @@ async fn a_failed_renewal_is_listed_with_the_reason_and_keeps_the_old_certificat
     assert!(listing.contains("127.0.0.2"), "the CA's reason: {listing}");
     let still = client.get(HOST, "/").await.unwrap();
     assert_eq!(
-        still.peer_chain[0], served,
-        "the previous certificate stays"
+        still.peer_chain[0],
+        cached_certificate(&proxy),
+        "the last certificate issued stays in service"
     );
 }
 
@@ -184,4 +194,50 @@ async fn registers_with_external_account_binding() {
     wait_for_certificates(&proxy, 1).await;
     let exchange = client(&proxy, &pebble).await.get(HOST, "/").await.unwrap();
     assert_eq!(exchange.response.backend(), "app");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_issues_for_names_the_endpoint_approves() {
+    let (pebble, proxy) = start("tls-alpn-01", PebbleOptions::default());
+    let (app, approver) = (
+        Backend::start("app").await,
+        Backend::start("approver").await,
+    );
+    let directory = format!("--tls-acme-directory={}", pebble.directory_url());
+    let url = format!(
+        "--tls-on-demand-url=http://127.0.0.1:{}/up?x=1",
+        approver.port()
+    );
+    proxy
+        .deploy("web", &app.target(), &["--tls", &directory, &url])
+        .await;
+    let approved = client(&proxy, &pebble).await;
+    let exchange = approved.get(HOST, "/").await.unwrap();
+    assert_eq!(exchange.response.backend(), "app");
+    let checks = approver.requests_to("/up");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].query.as_deref(), Some("x=1&host=a.example.com"));
+
+    approver.set_up_status(403);
+    let mut denied = client(&proxy, &pebble).await;
+    (denied.sni, denied.verify_as) = (Some("b.example.com"), "b.example.com");
+    assert!(denied.get("b.example.com", "/").await.is_err());
+    let refusal = proxy
+        .wait_for_log("refusal", |e| {
+            e["msg"] == "Refused an on-demand certificate"
+        })
+        .await;
+    assert!(
+        refusal["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("b.example.com is not allowed to get a certificate (status: 403"),
+        "{refusal}"
+    );
+    // A name that has its certificate is not checked again.
+    assert_eq!(
+        approved.get(HOST, "/").await.unwrap().response.backend(),
+        "app"
+    );
+    assert_eq!(approver.requests_to("/up").len(), 2);
 }

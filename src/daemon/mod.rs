@@ -27,7 +27,7 @@ use crate::proxy::{self, Handler, ListenerInfo};
 use crate::router::Router;
 use crate::state::StateFile;
 use crate::tls::acme::{AcmeConfig, AcmeManager};
-use crate::tls::CertResolver;
+use crate::tls::HttpsAcceptor;
 
 async fn shutdown_signal() -> Result<(), String> {
     let mut terminate =
@@ -118,7 +118,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             root.child_token(),
         ));
     }
-    let tls = crate::tls::server_config(Arc::new(CertResolver::new(Arc::clone(&router))));
+    let tls = Arc::new(HttpsAcceptor::new(Arc::clone(&router)));
     let info = ListenerInfo {
         port: https_port,
         scheme: "https",

@@ -21,20 +21,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::body::ProxyBody;
 use super::handler::Handler;
 use super::request_log::{ListenerInfo, Peer};
-use crate::tls::ACME_TLS_ALPN;
+use crate::tls::{HttpsAcceptor, ACME_TLS_ALPN};
 
 /// How long in-flight requests may run after shutdown begins (Go's limit).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// A client that has not finished its TLS handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The hyper service of one connection: every request goes through `handler`.
 fn connection_service(
@@ -135,10 +131,9 @@ pub async fn serve_tls(
     listener: TcpListener,
     handler: Arc<Handler>,
     info: ListenerInfo,
-    tls: Arc<rustls::ServerConfig>,
+    acceptor: Arc<HttpsAcceptor>,
     shutdown: CancellationToken,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     accept_loop(listener, shutdown, move |stream, client, shutdown| {
         let service = connection_service(
             Arc::clone(&handler),
@@ -147,17 +142,15 @@ pub async fn serve_tls(
                 client,
             },
         );
-        let acceptor = acceptor.clone();
+        let acceptor = Arc::clone(&acceptor);
         async move {
-            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
             let mut stream = tokio::select! {
-                result = handshake => match result {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
+                result = acceptor.accept(stream) => match result {
+                    Ok(stream) => stream,
+                    Err(error) => {
                         tracing::debug!(error = %error, "TLS handshake failed");
                         return;
                     }
-                    Err(_) => return,
                 },
                 () = shutdown.cancelled() => return,
             };

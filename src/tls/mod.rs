@@ -2,6 +2,7 @@
 //! where certificates come from (operator files, or ACME).
 //!
 //! - `certificate`: PEM files into a rustls `CertifiedKey`, checked at deploy time.
+//! - `acceptor`: the handshake, paused for on-demand certificates.
 //! - `resolver`: SNI -> service (the routing table's (host, "/") lookup) -> certificate.
 //! - `challenges`: ACME challenge answers on offer (HTTP-01 tokens, TLS-ALPN-01 certs).
 //! - `acme`: the manager that issues, caches and renews automatic certificates.
@@ -9,6 +10,7 @@
 //! The handshake path reads only `ArcSwap` snapshots (routing table, issued certificates);
 //! no lock a deploy or an order holds is ever taken there.
 
+mod acceptor;
 pub mod acme;
 pub mod certificate;
 pub mod challenges;
@@ -16,6 +18,7 @@ mod resolver;
 
 use std::sync::Arc;
 
+pub use acceptor::HttpsAcceptor;
 pub use resolver::CertResolver;
 
 /// ALPN protocols offered on the HTTPS port, in server preference order.
@@ -32,7 +35,7 @@ pub fn install_crypto_provider() {
 
 /// The HTTPS listener's configuration: TLS 1.2 and 1.3 with rustls' safe defaults, no
 /// client certificates, certificates chosen per handshake by `resolver`.
-pub fn server_config(resolver: Arc<CertResolver>) -> Arc<rustls::ServerConfig> {
+fn server_config(resolver: Arc<CertResolver>) -> Arc<rustls::ServerConfig> {
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

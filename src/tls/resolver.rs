@@ -31,6 +31,23 @@ impl CertResolver {
         CertResolver { router }
     }
 
+    /// Obtains a certificate for `name` first when an on-demand service would serve it and
+    /// has none yet (see `acceptor`).
+    pub async fn prepare_on_demand(&self, name: &str) {
+        let service = {
+            let routes = self.router.routes();
+            let Some(matched) = routes.lookup(name, "/") else {
+                return;
+            };
+            Arc::clone(matched.value)
+        };
+        let on_demand = matches!(&service.options.tls,
+            TlsMode::Acme(acme) if acme.on_demand_url.is_some());
+        if on_demand && service.tls.enabled && self.router.acme().certificate(name).is_none() {
+            self.router.acme().on_demand(&service.name, name).await;
+        }
+    }
+
     fn certificate_for(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         let routes = self.router.routes();
         let service = routes.lookup(name, "/")?.value;

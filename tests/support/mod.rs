@@ -241,14 +241,17 @@ impl Proxy {
     }
 
     fn spawn(&mut self) {
-        let mut command = self.command();
-        command.args(["--bus", &self.bus, "run"]);
-        for flag in ["--http-port", "--https-port"] {
-            if !self.run_args.iter().any(|arg| arg.starts_with(flag)) {
-                command.args([flag, "0"]);
-            }
-        }
-        let mut child = command
+        let mut child = self
+            .command()
+            .args([
+                "--bus",
+                &self.bus,
+                "run",
+                "--http-port",
+                "0",
+                "--https-port",
+                "0",
+            ])
             .args(["--bind", "127.0.0.1"])
             .args(&self.run_args)
             .stdin(Stdio::null())

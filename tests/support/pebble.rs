@@ -3,9 +3,10 @@
 //!
 //! Each [`Pebble`] runs in its own temporary directory on free ports, with its HTTPS served
 //! under a certificate from a fresh [`TestCa`] (pass [`Pebble::ca_cert_path`] to
-//! `run --acme-ca-cert`). Pebble validates HTTP-01 and TLS-ALPN-01 on the ports it is given,
-//! which are the test proxy's. Validation is immediate (`PEBBLE_VA_NOSLEEP`) and every nonce
-//! is accepted (`PEBBLE_WFE_NONCEREJECT=0`). Killed on drop.
+//! `run --acme-ca-cert`). It is made first and started once the proxy has reported its
+//! ports ([`Pebble::start`]), because pebble validates HTTP-01 and TLS-ALPN-01 on them.
+//! Validation is immediate (`PEBBLE_VA_NOSLEEP`) and every nonce is accepted
+//! (`PEBBLE_WFE_NONCEREJECT=0`). Killed on drop.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -32,8 +33,9 @@ pub struct PebbleOptions {
 
 pub struct Pebble {
     dir: tempfile::TempDir,
+    options: PebbleOptions,
     pebble: Option<Child>,
-    challtestsrv: Child,
+    challtestsrv: Option<Child>,
     ca: TestCa,
     port: u16,
     management_port: u16,
@@ -49,69 +51,78 @@ fn wait_for_port(port: u16, what: &str) {
 }
 
 impl Pebble {
-    /// A CA validating challenges on the proxy's `http_port` and `https_port`.
-    pub fn start(http_port: u16, https_port: u16, options: PebbleOptions) -> Pebble {
+    /// A CA not started yet, with its own HTTPS certificate authority.
+    pub fn new(options: PebbleOptions) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::new();
-        let (cert, key) = ca
+        std::fs::write(dir.path().join("test-ca.pem"), &ca.pem).unwrap();
+        Pebble {
+            dir,
+            options,
+            pebble: None,
+            challtestsrv: None,
+            ca,
+            port: free_port(),
+            management_port: free_port(),
+            dns_management_port: free_port(),
+        }
+    }
+
+    /// Starts the CA, validating challenges on the proxy's `http_port` and `https_port`.
+    pub fn start(&mut self, http_port: u16, https_port: u16) {
+        let (cert, key) = self
+            .ca
             .issue(&["127.0.0.1", "localhost"])
-            .write(dir.path(), "pebble");
-        let (port, management_port) = (free_port(), free_port());
-        let (dns_port, dns_management_port) = (free_port(), free_port());
+            .write(self.dir.path(), "pebble");
+        let dns_port = free_port();
         let mut config = json!({
-            "listenAddress": format!("127.0.0.1:{port}"),
-            "managementListenAddress": format!("127.0.0.1:{management_port}"),
+            "listenAddress": format!("127.0.0.1:{}", self.port),
+            "managementListenAddress": format!("127.0.0.1:{}", self.management_port),
             "certificate": cert,
             "privateKey": key,
             "httpPort": http_port,
             "tlsPort": https_port,
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": options.eab,
+            "externalAccountBindingRequired": self.options.eab,
         });
-        if options.eab {
+        if self.options.eab {
             config["externalAccountMACKeys"] = json!({ EAB_KID: EAB_HMAC_KEY });
         }
-        if let Some(seconds) = options.validity_seconds {
+        if let Some(seconds) = self.options.validity_seconds {
             config["certificateValidityPeriod"] = json!(seconds);
         }
-        let config_path = dir.path().join("pebble.json");
+        let config_path = self.dir.path().join("pebble.json");
         std::fs::write(&config_path, json!({ "pebble": config }).to_string()).unwrap();
 
-        let challtestsrv = Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-            .args(["-management", &format!("127.0.0.1:{dns_management_port}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pebble-challtestsrv (apt install pebble)");
-        wait_for_port(dns_management_port, "pebble-challtestsrv");
-        let mut pebble = Pebble {
-            dir,
-            pebble: None,
-            challtestsrv,
-            ca,
-            port,
-            management_port,
-            dns_management_port,
-        };
-        pebble.pebble = Some(
+        self.challtestsrv = Some(
+            Command::new("pebble-challtestsrv")
+                .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+                .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
+                .args([
+                    "-management",
+                    &format!("127.0.0.1:{}", self.dns_management_port),
+                ])
+                .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn pebble-challtestsrv (apt install pebble)"),
+        );
+        wait_for_port(self.dns_management_port, "pebble-challtestsrv");
+        self.pebble = Some(
             Command::new("pebble")
                 .args(["-config", config_path.to_str().unwrap()])
                 .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
                 .env("PEBBLE_VA_NOSLEEP", "1")
                 .env("PEBBLE_WFE_NONCEREJECT", "0")
-                .env("PEBBLE_AUTHZREUSE", "0")
-                .current_dir(pebble.dir.path())
+                .current_dir(self.dir.path())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn pebble (apt install pebble)"),
         );
-        wait_for_port(port, "pebble");
-        wait_for_port(management_port, "pebble management");
-        pebble
+        wait_for_port(self.port, "pebble");
+        wait_for_port(self.management_port, "pebble management");
     }
 
     pub fn directory_url(&self) -> String {
@@ -120,9 +131,7 @@ impl Pebble {
 
     /// The root of pebble's own HTTPS, for `run --acme-ca-cert`.
     pub fn ca_cert_path(&self) -> PathBuf {
-        let path = self.dir.path().join("test-ca.pem");
-        std::fs::write(&path, &self.ca.pem).unwrap();
-        path
+        self.dir.path().join("test-ca.pem")
     }
 
     /// The root pebble issues certificates under (management API `/roots/0`).
@@ -162,7 +171,9 @@ impl Pebble {
 impl Drop for Pebble {
     fn drop(&mut self) {
         self.stop();
-        let _ = self.challtestsrv.kill();
-        let _ = self.challtestsrv.wait();
+        if let Some(mut child) = self.challtestsrv.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -6,10 +6,17 @@
 //! orders with backoff. Issued certificates are published by swapping a new `Arc` map, so the
 //! TLS handshake reads them without a lock (rust-rpxy's approach). A failed renewal leaves
 //! the previous certificate in service. Redeploying with the same settings keeps the task.
+//!
+//! On-demand services (`--tls-on-demand-url`, no hosts) are watched with no hosts; a
+//! handshake for an unknown name asks the service's task for it (`on_demand`) and waits: the
+//! task takes a cached certificate if there is one, else asks the approval endpoint, and
+//! then maintains the host like any other. Every certificate and state is owned by its
+//! service, so removing the service stops serving them.
 
 mod account;
 mod cache;
 pub mod challenge_kind;
+mod on_demand;
 mod order;
 mod schedule;
 mod status;
@@ -21,6 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use rustls::sign::CertifiedKey;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -34,6 +42,9 @@ pub use status::CertificateState;
 
 /// Re-evaluate at least this often, so a changed clock cannot postpone renewal for weeks.
 const LONGEST_SLEEP: Duration = Duration::from_secs(60 * 60);
+
+/// The longest a handshake waits for an on-demand certificate.
+const ON_DEMAND_WAIT: Duration = Duration::from_secs(60);
 
 /// Why an account or order failed; the text is what operators see in `list`.
 #[derive(Debug, thiserror::Error)]
@@ -81,15 +92,30 @@ struct Watch {
 struct Running {
     watch: Watch,
     stop: CancellationToken,
+    /// Names handshakes asked for (on-demand services).
+    requests: mpsc::UnboundedSender<OnDemandRequest>,
+}
+
+/// A handshake's request for a name; the reply is dropped once the name is served, refused
+/// or failed.
+struct OnDemandRequest {
+    host: String,
+    reply: oneshot::Sender<()>,
+}
+
+/// A certificate and the service it belongs to.
+struct Owned<T> {
+    service: ServiceName,
+    value: T,
 }
 
 pub struct AcmeManager {
     config: AcmeConfig,
     challenges: Arc<Challenges>,
     /// Host -> certificate; replaced whole on every change, read lock-free by handshakes.
-    certificates: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
+    certificates: ArcSwap<HashMap<String, Owned<Arc<CertifiedKey>>>>,
     /// Host -> state, for `list` and D-Bus; short sections only.
-    states: Mutex<HashMap<String, CertificateState>>,
+    states: Mutex<HashMap<String, Owned<CertificateState>>>,
     /// Service -> its task; short sections only.
     running: Mutex<HashMap<ServiceName, Running>>,
     tasks: TaskTracker,
@@ -125,22 +151,40 @@ impl AcmeManager {
 
     /// The certificate served for `host`, if one has been issued or cached.
     pub fn certificate(&self, host: &str) -> Option<Arc<CertifiedKey>> {
-        self.certificates.load().get(host).cloned()
+        self.certificates
+            .load()
+            .get(host)
+            .map(|owned| Arc::clone(&owned.value))
     }
 
-    /// The state of each of `hosts`' certificates.
-    pub fn states(&self, hosts: &[Host]) -> Vec<(String, CertificateState)> {
-        let states = lock(&self.states);
-        hosts
+    /// The state of each certificate of `service`, by host.
+    pub fn states(&self, service: &ServiceName) -> Vec<(String, CertificateState)> {
+        let mut states: Vec<(String, CertificateState)> = lock(&self.states)
             .iter()
-            .map(|host| {
-                let state = states
-                    .get(host.as_str())
-                    .cloned()
-                    .unwrap_or(CertificateState::Pending);
-                (host.to_string(), state)
-            })
-            .collect()
+            .filter(|(_, owned)| owned.service == *service)
+            .map(|(host, owned)| (host.clone(), owned.value.clone()))
+            .collect();
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        states
+    }
+
+    /// Asks `service`'s task (an on-demand service) for a certificate for `host` and waits
+    /// until it is served or refused, for a minute at most.
+    pub async fn on_demand(&self, service: &ServiceName, host: &str) {
+        let Some(requests) = lock(&self.running)
+            .get(service)
+            .map(|running| running.requests.clone())
+        else {
+            return;
+        };
+        let (reply, settled) = oneshot::channel();
+        let request = OnDemandRequest {
+            host: host.to_string(),
+            reply,
+        };
+        if requests.send(request).is_ok() {
+            let _ = tokio::time::timeout(ON_DEMAND_WAIT, settled).await;
+        }
     }
 
     /// Keeps `hosts` supplied with certificates for `service`; replaces the previous watch
@@ -151,6 +195,7 @@ impl AcmeManager {
             settings: settings.clone(),
         };
         let stop = self.shutdown.child_token();
+        let (requests, received) = mpsc::unbounded_channel();
         {
             let mut running = lock(&self.running);
             if running.get(service).is_some_and(|r| r.watch == watch) {
@@ -161,23 +206,25 @@ impl AcmeManager {
                 Running {
                     watch: watch.clone(),
                     stop: stop.clone(),
+                    requests,
                 },
             ) {
                 previous.stop.cancel();
-                self.forget_hosts(&previous.watch.hosts, hosts);
+                self.forget_hosts(service, hosts);
             }
         }
         let manager = Arc::clone(self);
         let service = service.clone();
-        self.tasks
-            .spawn(async move { manager.maintain(service, watch, stop).await });
+        self.tasks.spawn(async move {
+            manager.maintain(service, watch, received, stop).await;
+        });
     }
 
     /// Stops maintaining `service`'s certificates and stops serving them.
     pub fn unwatch(&self, service: &ServiceName) {
         if let Some(previous) = lock(&self.running).remove(service) {
             previous.stop.cancel();
-            self.forget_hosts(&previous.watch.hosts, &[]);
+            self.forget_hosts(service, &[]);
         }
     }
 
@@ -187,30 +234,54 @@ impl AcmeManager {
         self.tasks.wait().await;
     }
 
-    fn forget_hosts(&self, old: &[Host], keep: &[Host]) {
-        let gone: Vec<&str> = old
-            .iter()
-            .filter(|host| !keep.contains(host))
-            .map(Host::as_str)
-            .collect();
-        if gone.is_empty() {
-            return;
-        }
+    /// Drops `service`'s certificates and states except those of `keep`.
+    fn forget_hosts(&self, service: &ServiceName, keep: &[Host]) {
+        let gone = |host: &str, owner: &ServiceName| {
+            owner == service && !keep.iter().any(|k| k.as_str() == host)
+        };
         self.certificates.rcu(|current| {
-            let mut next = HashMap::clone(current);
-            next.retain(|host, _| !gone.contains(&host.as_str()));
-            next
+            current
+                .iter()
+                .filter(|(host, owned)| !gone(host, &owned.service))
+                .map(|(host, owned)| {
+                    let owned = Owned {
+                        service: owned.service.clone(),
+                        value: Arc::clone(&owned.value),
+                    };
+                    (host.clone(), owned)
+                })
+                .collect::<HashMap<_, _>>()
         });
-        lock(&self.states).retain(|host, _| !gone.contains(&host.as_str()));
+        lock(&self.states).retain(|host, owned| !gone(host, &owned.service));
     }
 
-    fn publish(&self, host: &str, certificate: Arc<CertifiedKey>, validity: Validity) {
+    fn publish(
+        &self,
+        service: &ServiceName,
+        host: &str,
+        certificate: Arc<CertifiedKey>,
+        validity: Validity,
+    ) {
         self.certificates.rcu(|current| {
-            let mut next = HashMap::clone(current);
-            next.insert(host.to_string(), Arc::clone(&certificate));
+            let mut next: HashMap<String, Owned<Arc<CertifiedKey>>> = current
+                .iter()
+                .map(|(host, owned)| {
+                    let owned = Owned {
+                        service: owned.service.clone(),
+                        value: Arc::clone(&owned.value),
+                    };
+                    (host.clone(), owned)
+                })
+                .collect();
+            let owned = Owned {
+                service: service.clone(),
+                value: Arc::clone(&certificate),
+            };
+            next.insert(host.to_string(), owned);
             next
         });
         self.set_state(
+            service,
             host,
             CertificateState::Valid {
                 not_after: validity.not_after,
@@ -218,8 +289,12 @@ impl AcmeManager {
         );
     }
 
-    fn set_state(&self, host: &str, state: CertificateState) {
-        lock(&self.states).insert(host.to_string(), state);
+    fn set_state(&self, service: &ServiceName, host: &str, state: CertificateState) {
+        let owned = Owned {
+            service: service.clone(),
+            value: state,
+        };
+        lock(&self.states).insert(host.to_string(), owned);
     }
 
     fn cache(&self, settings: &AcmeSettings) -> CertCache {
@@ -231,26 +306,37 @@ impl AcmeManager {
     }
 
     /// The task of one watched service.
-    async fn maintain(&self, service: ServiceName, watch: Watch, stop: CancellationToken) {
+    async fn maintain(
+        &self,
+        service: ServiceName,
+        watch: Watch,
+        mut requests: mpsc::UnboundedReceiver<OnDemandRequest>,
+        stop: CancellationToken,
+    ) {
         let cache = self.cache(&watch.settings);
-        self.load_cached(&cache, &watch.hosts).await;
+        let mut hosts: Vec<String> = watch.hosts.iter().map(ToString::to_string).collect();
+        for host in &hosts {
+            self.load_cached(&service, &cache, host).await;
+        }
         let mut failures: HashMap<String, u32> = HashMap::new();
         let mut not_before: HashMap<String, SystemTime> = HashMap::new();
+        // Handshakes waiting for a name's first order; dropping a reply releases them.
+        let mut waiting: HashMap<String, Vec<oneshot::Sender<()>>> = HashMap::new();
         let mut account = None;
         loop {
             let mut wake = SystemTime::now() + LONGEST_SLEEP;
-            for host in &watch.hosts {
-                let host = host.as_str();
+            for host in &hosts {
                 let due = self.due(host, not_before.get(host).copied());
                 if due > SystemTime::now() {
                     wake = wake.min(due);
                     continue;
                 }
-                let attempt = self.obtain(&cache, &watch.settings, &mut account, host);
+                let attempt = self.obtain(&service, &cache, &watch.settings, &mut account, host);
                 let outcome = tokio::select! {
                     outcome = attempt => outcome,
                     () = stop.cancelled() => return,
                 };
+                waiting.remove(host);
                 match outcome {
                     Ok(validity) => {
                         failures.remove(host);
@@ -267,6 +353,7 @@ impl AcmeManager {
                             SystemTime::now() + schedule::retry_delay(*count, retry_after);
                         tracing::error!(service = %service, host, error = %error, "Failed to obtain TLS certificate");
                         self.set_state(
+                            &service,
                             host,
                             CertificateState::Failed {
                                 reason: error.to_string(),
@@ -284,7 +371,39 @@ impl AcmeManager {
                 .min(LONGEST_SLEEP);
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
+                Some(request) = requests.recv() => {
+                    let admitted = self.admit(&service, &watch.settings, &cache, &request.host, &hosts);
+                    if admitted.await {
+                        hosts.push(request.host.clone());
+                        waiting.entry(request.host).or_default().push(request.reply);
+                    }
+                }
                 () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Whether an on-demand name a handshake asked for needs an order from now on: not when
+    /// it is maintained already or was cached, nor when the approval endpoint refuses it.
+    async fn admit(
+        &self,
+        service: &ServiceName,
+        settings: &AcmeSettings,
+        cache: &CertCache,
+        host: &str,
+        hosts: &[String],
+    ) -> bool {
+        if hosts.iter().any(|h| h == host) || self.load_cached(service, cache, host).await {
+            return false;
+        }
+        let Some(url) = settings.on_demand_url.as_deref() else {
+            return false;
+        };
+        match on_demand::approve(url, host).await {
+            Ok(()) => true,
+            Err(reason) => {
+                tracing::warn!(service = %service, host, reason = %reason, "Refused an on-demand certificate");
+                false
             }
         }
     }
@@ -299,41 +418,42 @@ impl AcmeManager {
         renewal.max(retry_at.unwrap_or(SystemTime::UNIX_EPOCH))
     }
 
-    async fn load_cached(&self, cache: &CertCache, hosts: &[Host]) {
-        for host in hosts {
-            let host = host.as_str();
-            if self.certificate(host).is_some() {
-                continue;
+    /// Serves `host`'s cached certificate if there is a usable one; says whether it did.
+    async fn load_cached(&self, service: &ServiceName, cache: &CertCache, host: &str) -> bool {
+        if self.certificate(host).is_some() {
+            return true;
+        }
+        let (cache, name) = (cache.clone(), host.to_string());
+        let loaded = tokio::task::spawn_blocking(move || cache.load(&name)).await;
+        match loaded {
+            Ok(Ok(Some(certificate))) => match Validity::of(&certificate) {
+                Ok(validity) if validity.not_after > SystemTime::now() => {
+                    self.publish(service, host, certificate, validity);
+                    return true;
+                }
+                _ => {}
+            },
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(host, error = %error, "Ignoring an unusable cached certificate")
             }
-            let (cache, name) = (cache.clone(), host.to_string());
-            let loaded = tokio::task::spawn_blocking(move || cache.load(&name)).await;
-            match loaded {
-                Ok(Ok(Some(certificate))) => match Validity::of(&certificate) {
-                    Ok(validity) if validity.not_after > SystemTime::now() => {
-                        self.publish(host, certificate, validity)
-                    }
-                    _ => {}
-                },
-                Ok(Ok(None)) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(host, error = %error, "Ignoring an unusable cached certificate")
-                }
-                Err(error) => {
-                    tracing::warn!(host, error = %error, "Failed to read the certificate cache")
-                }
+            Err(error) => {
+                tracing::warn!(host, error = %error, "Failed to read the certificate cache")
             }
         }
+        false
     }
 
     async fn obtain(
         &self,
+        service: &ServiceName,
         cache: &CertCache,
         settings: &AcmeSettings,
         account: &mut Option<instant_acme::Account>,
         host: &str,
     ) -> Result<Validity, AcmeError> {
         if self.certificate(host).is_none() {
-            self.set_state(host, CertificateState::Pending);
+            self.set_state(service, host, CertificateState::Pending);
         }
         let account = match account {
             Some(account) => account,
@@ -358,7 +478,7 @@ impl AcmeManager {
         if let Err(error) = stored.map_err(std::io::Error::other).and_then(|r| r) {
             tracing::error!(host, error = %error, "Failed to cache TLS certificate; it will be ordered again after a restart");
         }
-        self.publish(host, certificate, validity);
+        self.publish(service, host, certificate, validity);
         Ok(validity)
     }
 }
