@@ -416,6 +416,44 @@ mod tests {
     }
 
     #[test]
+    fn takes_any_https_acme_directory_and_complete_eab_pairs_only() {
+        let base = DeployOptions {
+            tls: Some(true),
+            hosts: hosts(&["a.example.com"]),
+            tls_acme_directory: Some("https://ca.test/dir".into()),
+            tls_acme_eab_kid: Some("kid-1".into()),
+            tls_acme_eab_hmac_key: Some("c2VjcmV0".into()),
+            tls_acme_contact: Some("ops@example.com".into()),
+            ..Default::default()
+        };
+        let (service, _) = resolve(&base).unwrap();
+        let TlsMode::Acme(acme) = service.tls else {
+            panic!("ACME expected")
+        };
+        assert_eq!(acme.directory, "https://ca.test/dir");
+        assert_eq!(acme.external_account_binding.unwrap().key_id, "kid-1");
+        assert_eq!(acme.contact.as_deref(), Some("ops@example.com"));
+        let half = DeployOptions {
+            tls_acme_eab_hmac_key: None,
+            ..base.clone()
+        };
+        assert!(resolve(&half)
+            .unwrap_err()
+            .message()
+            .contains("tls-acme-eab-kid"));
+        let plain = DeployOptions {
+            tls_acme_directory: Some("http://ca.test/dir".into()),
+            ..base.clone()
+        };
+        assert!(resolve(&plain).unwrap_err().message().contains("https://"));
+        let both = DeployOptions {
+            tls_staging: Some(true),
+            ..base
+        };
+        assert!(resolve(&both).is_err());
+    }
+
+    #[test]
     fn refuses_max_body_without_its_buffering_flag() {
         let options = DeployOptions {
             max_request_body: Some(10),

@@ -43,3 +43,20 @@ impl TlsPolicy {
         self.enabled && self.redirect
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_service_without_a_root_service_gets_tls_off_and_redirect_on() {
+        let inherited = TlsPolicy::inherited(None);
+        assert!(!inherited.enabled && inherited.redirect);
+        assert!(!inherited.redirects_to_https());
+        let root = TlsPolicy {
+            enabled: true,
+            redirect: false,
+        };
+        assert_eq!(TlsPolicy::inherited(Some(root)), root);
+    }
+}

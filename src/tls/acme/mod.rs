@@ -103,7 +103,8 @@ struct OnDemandRequest {
     reply: oneshot::Sender<()>,
 }
 
-/// A certificate and the service it belongs to.
+/// A certificate (or its state) and the service it belongs to.
+#[derive(Clone)]
 struct Owned<T> {
     service: ServiceName,
     value: T,
@@ -240,17 +241,9 @@ impl AcmeManager {
             owner == service && !keep.iter().any(|k| k.as_str() == host)
         };
         self.certificates.rcu(|current| {
-            current
-                .iter()
-                .filter(|(host, owned)| !gone(host, &owned.service))
-                .map(|(host, owned)| {
-                    let owned = Owned {
-                        service: owned.service.clone(),
-                        value: Arc::clone(&owned.value),
-                    };
-                    (host.clone(), owned)
-                })
-                .collect::<HashMap<_, _>>()
+            let mut next = HashMap::clone(current);
+            next.retain(|host, owned| !gone(host, &owned.service));
+            next
         });
         lock(&self.states).retain(|host, owned| !gone(host, &owned.service));
     }
@@ -262,22 +255,13 @@ impl AcmeManager {
         certificate: Arc<CertifiedKey>,
         validity: Validity,
     ) {
+        let owned = Owned {
+            service: service.clone(),
+            value: certificate,
+        };
         self.certificates.rcu(|current| {
-            let mut next: HashMap<String, Owned<Arc<CertifiedKey>>> = current
-                .iter()
-                .map(|(host, owned)| {
-                    let owned = Owned {
-                        service: owned.service.clone(),
-                        value: Arc::clone(&owned.value),
-                    };
-                    (host.clone(), owned)
-                })
-                .collect();
-            let owned = Owned {
-                service: service.clone(),
-                value: Arc::clone(&certificate),
-            };
-            next.insert(host.to_string(), owned);
+            let mut next = HashMap::clone(current);
+            next.insert(host.to_string(), owned.clone());
             next
         });
         self.set_state(
