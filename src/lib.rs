@@ -9,6 +9,7 @@
 //! - `service`: a service's targets, health checks, load balancing, pause/stop and draining.
 //! - `proxy`: the data plane: accept, route, forward, error pages, request log.
 //! - `state`: the persisted routing table.
+//! - `tls`: the HTTPS listener's certificates: files, ACME (HTTP-01, TLS-ALPN-01), SNI choice.
 //! - `lock`: the host's deploy locks (advisory, persisted beside the state).
 //! - `event`: what changed (deploys, health flips), announced to the D-Bus signals.
 //! - `metrics`: the Prometheus series the data plane records and `--metrics-port` serves.
@@ -27,3 +28,4 @@ pub mod router;
 pub mod routing;
 pub mod service;
 pub mod state;
+pub mod tls;

@@ -11,11 +11,16 @@
 //!
 //! Every change is a function of the service as it is *at the swap* (`update`), so a deploy
 //! keeps a rollout group or split set while it was waiting for health, and vice versa.
+//! Each swap also settles TLS across services: path-prefix services inherit their host's
+//! root service's TLS policy, and the default TLS host (for clients without SNI) is chosen.
+//! Certificate files are loaded before the swap (a bad file refuses the deploy); automatic
+//! certificates are handed to the ACME manager, which orders them in the background.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use rustls::sign::CertifiedKey;
 
 use crate::control::{
     ControlError, DeployOptions, Host, PathPrefix, PauseOptions, RolloutDeployOptions,
@@ -31,8 +36,11 @@ use crate::service::options::{HealthCheckConfig, DEFAULT_DEPLOY_TIMEOUT};
 use crate::service::pause_controller::{PauseController, PauseStatus, DEFAULT_MAX_PAUSE};
 use crate::service::rollout_controller::RolloutController;
 use crate::service::target::DrainMode;
+use crate::service::tls_policy::TlsPolicy;
 use crate::service::Service;
 use crate::state::{LoadOutcome, SavedPause, SavedRollout, SavedService, StateFile};
+use crate::tls::acme::AcmeManager;
+use crate::tls::certificate::{self, CertificateError};
 
 pub type Routes = RoutingTable<Arc<Service>>;
 
@@ -64,6 +72,9 @@ pub struct Router {
     health_client: HealthClient,
     /// Where service changes are announced (the D-Bus signals); health checks share it.
     events: EventSender,
+    /// The host a handshake without SNI gets; recomputed at every swap.
+    default_tls_host: ArcSwapOption<Host>,
+    acme: Arc<AcmeManager>,
 }
 
 /// Removes the service from `deploying` however the deploy ends.
@@ -100,6 +111,71 @@ fn bindings(options: &options::ServiceOptions) -> Vec<BindingKey> {
                 .map(move |prefix| (host.clone(), prefix.clone()))
         })
         .collect()
+}
+
+/// Gives each path-prefix service the TLS policy of the service that handles its first host's
+/// root path (Go's rule); root services keep their own.
+fn settle_tls(services: &mut BTreeMap<ServiceName, Arc<Service>>) {
+    let table = build_routes(services);
+    let inherited: Vec<(ServiceName, TlsPolicy)> = services
+        .values()
+        .filter(|service| {
+            !service
+                .options
+                .path_prefixes
+                .iter()
+                .any(PathPrefix::is_root)
+        })
+        .map(|service| {
+            let host = service.options.hosts.first().map_or("", Host::as_str);
+            let root = table.lookup(host, "/").map(|m| m.value.tls);
+            (service.name.clone(), TlsPolicy::inherited(root))
+        })
+        .collect();
+    for (name, policy) in inherited {
+        if let Some(service) = services.get_mut(&name) {
+            if service.tls != policy {
+                let mut changed = Service::clone(service);
+                changed.tls = policy;
+                *service = Arc::new(changed);
+            }
+        }
+    }
+}
+
+/// The first host of the alphabetically first service with TLS on (on-demand services
+/// excluded, as in Go): stable, unlike Go's map order.
+fn default_tls_host(services: &BTreeMap<ServiceName, Arc<Service>>) -> Option<Host> {
+    services
+        .values()
+        .filter(|service| service.tls.enabled)
+        .filter(|service| {
+            !matches!(&service.options.tls, options::TlsMode::Acme(acme) if acme.on_demand_url.is_some())
+        })
+        .find_map(|service| service.options.hosts.first().cloned())
+}
+
+/// Loads certificate files off the async runtime.
+async fn load_certificate(
+    tls: &options::TlsMode,
+) -> Result<Option<Arc<CertifiedKey>>, CertificateError> {
+    let options::TlsMode::Certificate {
+        certificate_path,
+        private_key_path,
+    } = tls
+    else {
+        return Ok(None);
+    };
+    let (certificate_path, private_key_path) = (certificate_path.clone(), private_key_path.clone());
+    tokio::task::spawn_blocking(move || {
+        certificate::load_files(
+            std::path::Path::new(&certificate_path),
+            std::path::Path::new(&private_key_path),
+        )
+    })
+    .await
+    .map_err(|e| CertificateError::InvalidCertificate(e.to_string()))?
+    .map(Some)
 }
 
 fn build_routes(services: &BTreeMap<ServiceName, Arc<Service>>) -> Routes {
@@ -230,7 +306,7 @@ fn existing_with(
 }
 
 impl Router {
-    pub fn new(state_file: StateFile, events: EventSender) -> Self {
+    pub fn new(state_file: StateFile, events: EventSender, acme: Arc<AcmeManager>) -> Self {
         Router {
             services: Mutex::new(BTreeMap::new()),
             routes: ArcSwap::from_pointee(RoutingTable::default()),
@@ -239,6 +315,48 @@ impl Router {
             save_order: tokio::sync::Mutex::new(()),
             health_client: HealthClient::new(events.clone()),
             events,
+            default_tls_host: ArcSwapOption::empty(),
+            acme,
+        }
+    }
+
+    /// The ACME manager: automatic certificates and the challenge answers on offer.
+    pub fn acme(&self) -> &Arc<AcmeManager> {
+        &self.acme
+    }
+
+    /// The host whose certificate a handshake without SNI gets.
+    pub fn default_tls_host(&self) -> Option<Arc<Host>> {
+        self.default_tls_host.load_full()
+    }
+
+    /// Where each of the service's automatic certificates stands: (host, state, detail).
+    pub fn certificate_status(
+        &self,
+        name: &ServiceName,
+    ) -> Result<Vec<(String, String, String)>, ControlError> {
+        let service = self.service(name)?;
+        if !matches!(service.options.tls, options::TlsMode::Acme(_)) {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .acme
+            .states(&service.name)
+            .into_iter()
+            .map(|(host, state)| {
+                let (state, detail) = state.describe();
+                (host, state, detail)
+            })
+            .collect())
+    }
+
+    /// Starts or stops automatic certificates for the service as its options say.
+    fn manage_certificates(&self, service: &Service) {
+        match &service.options.tls {
+            options::TlsMode::Acme(acme) => {
+                self.acme.watch(&service.name, &service.options.hosts, acme)
+            }
+            _ => self.acme.unwatch(&service.name),
         }
     }
 
@@ -293,8 +411,17 @@ impl Router {
             Some(service) => services.insert(name.clone(), service),
             None => services.remove(name),
         };
-        self.routes.store(Arc::new(build_routes(&services)));
+        self.publish(&mut services);
         Ok(previous)
+    }
+
+    /// Settles TLS across services and publishes the routing table and default TLS host;
+    /// called with the service map locked, after every change to it.
+    fn publish(&self, services: &mut BTreeMap<ServiceName, Arc<Service>>) {
+        settle_tls(services);
+        self.default_tls_host
+            .store(default_tls_host(services).map(Arc::new));
+        self.routes.store(Arc::new(build_routes(services)));
     }
 
     pub async fn deploy(&self, request: DeployRequest) -> Result<(), ControlError> {
@@ -305,12 +432,22 @@ impl Router {
         } = request;
         let (service_options, target_options) = options::resolve(&options)?;
         let timings = DeployTimings::resolve(&options);
-        if service_options.tls.is_enabled() {
-            // Serving a TLS service over plain HTTP would silently drop the protection asked for.
+        let on_demand_path = match &service_options.tls {
+            options::TlsMode::Acme(acme) => acme
+                .on_demand_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with('/')),
+            _ => false,
+        };
+        if on_demand_path {
             return Err(ControlError::InvalidOptions(
-                "TLS is not available in this build yet: there is no HTTPS listener; deploy without --tls".into(),
+                "an on-demand TLS path is not supported yet; give a full http:// or https:// URL"
+                    .into(),
             ));
         }
+        let certificate = load_certificate(&service_options.tls)
+            .await
+            .map_err(|e| ControlError::InvalidOptions(e.deploy_message()))?;
         if targets.is_empty() {
             return Err(ControlError::InvalidOptions(
                 "at least one target is required".into(),
@@ -354,6 +491,8 @@ impl Router {
         let previous = self.update(&name, |existing| {
             Ok(Some(Arc::new(Service {
                 name: name.clone(),
+                tls: TlsPolicy::own(&service_options),
+                certificate,
                 options: service_options,
                 target_options,
                 active,
@@ -366,6 +505,9 @@ impl Router {
                 rollout_controller: existing.and_then(|e| e.rollout_controller.clone()),
             })))
         })?;
+        if let Ok(installed) = self.service(&name) {
+            self.manage_certificates(&installed);
+        }
         self.save().await;
         self.announce(&name, ServiceChange::Deployed);
         if let Some(previous) = previous {
@@ -383,6 +525,7 @@ impl Router {
         let removed = self
             .install(name, None)?
             .ok_or_else(ControlError::service_not_found)?;
+        self.acme.unwatch(name);
         self.save().await;
         self.announce(name, ServiceChange::Removed);
         for lb in removed.load_balancers() {
@@ -608,8 +751,18 @@ impl Router {
                     }
                 },
             };
+            // A certificate file gone or broken turns off TLS for this service only.
+            let (certificate, tls) = match load_certificate(&saved.service_options.tls).await {
+                Ok(certificate) => (certificate, TlsPolicy::own(&saved.service_options)),
+                Err(error) => {
+                    tracing::error!(service = %name, error = %error.deploy_message(), "Failed to restore TLS certificate; serving without TLS");
+                    (None, TlsPolicy::disabled(&saved.service_options))
+                }
+            };
             let service = Arc::new(Service {
                 name: name.clone(),
+                tls,
+                certificate,
                 options: saved.service_options,
                 target_options: saved.target_options,
                 active,
@@ -620,13 +773,17 @@ impl Router {
             });
             restored.push(service);
         }
-        let count = self.install_restored(restored);
+        let installed = self.install_restored(restored);
+        for service in &installed {
+            self.manage_certificates(service);
+        }
+        let count = installed.len();
         tracing::info!(path = %self.state_file.path().display(), services = count, "Restored saved state");
     }
 
     /// Installs restored services in one pass and publishes the table once, so start-up stays
     /// linear in the number of services; one whose bindings another already holds is skipped.
-    fn install_restored(&self, restored: Vec<Arc<Service>>) -> usize {
+    fn install_restored(&self, restored: Vec<Arc<Service>>) -> Vec<Arc<Service>> {
         let mut services = lock(&self.services);
         let mut owners: HashMap<BindingKey, ServiceName> = services
             .values()
@@ -636,7 +793,7 @@ impl Router {
                     .map(|key| (key, s.name.clone()))
             })
             .collect();
-        let mut count = 0;
+        let mut installed = Vec::with_capacity(restored.len());
         for service in restored {
             let keys = bindings(&service.options);
             if let Some(owner) = keys.iter().find_map(|key| owners.get(key)) {
@@ -644,15 +801,16 @@ impl Router {
                 continue;
             }
             owners.extend(keys.into_iter().map(|key| (key, service.name.clone())));
-            services.insert(service.name.clone(), service);
-            count += 1;
+            services.insert(service.name.clone(), Arc::clone(&service));
+            installed.push(service);
         }
-        self.routes.store(Arc::new(build_routes(&services)));
-        count
+        self.publish(&mut services);
+        installed
     }
 
     /// Stops every health check; used at shutdown.
     pub async fn shutdown(&self) {
+        self.acme.close().await;
         let services: Vec<Arc<Service>> = lock(&self.services).values().cloned().collect();
         for service in services {
             for lb in service.load_balancers() {

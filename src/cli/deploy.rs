@@ -54,6 +54,18 @@ pub struct DeployArgs {
     /// Where ACME certificates are cached
     #[arg(long, value_name = "PATH", value_parser = args::text)]
     tls_acme_cache_path: Option<String>,
+    /// ACME directory URL of any CA [default: Let's Encrypt]
+    #[arg(long, value_name = "URL", value_parser = args::text)]
+    tls_acme_directory: Option<String>,
+    /// External account binding key id (with --tls-acme-eab-hmac-key)
+    #[arg(long, value_name = "KID", value_parser = args::text)]
+    tls_acme_eab_kid: Option<String>,
+    /// External account binding HMAC key, base64url (with --tls-acme-eab-kid)
+    #[arg(long, value_name = "KEY", value_parser = args::text)]
+    tls_acme_eab_hmac_key: Option<String>,
+    /// E-mail address the ACME CA may contact about certificates
+    #[arg(long, value_name = "EMAIL", value_parser = args::text)]
+    tls_acme_contact: Option<String>,
     /// Redirect HTTP to HTTPS when TLS is on [default: true]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = args::go_bool)]
     tls_redirect: Option<bool>,
@@ -169,6 +181,10 @@ impl DeployArgs {
             tls_certificate_path: self.tls_certificate_path,
             tls_private_key_path: self.tls_private_key_path,
             tls_acme_cache_path: self.tls_acme_cache_path,
+            tls_acme_directory: self.tls_acme_directory,
+            tls_acme_eab_kid: self.tls_acme_eab_kid,
+            tls_acme_eab_hmac_key: self.tls_acme_eab_hmac_key,
+            tls_acme_contact: self.tls_acme_contact,
             tls_redirect: self.tls_redirect,
             canonical_host: self.canonical_host,
             deploy_timeout: self.deploy_timeout,

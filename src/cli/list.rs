@@ -3,7 +3,8 @@
 //! The table is byte-for-byte Go's (`internal/cmd/formatting.go`): ANSI styles always, even
 //! when stdout is not a terminal, because scripts written against it may expect them. `--json`
 //! is ours, for scripts that would rather not parse the table. Held deploy locks (host-wide
-//! or of a listed service) are noted in a line each after the table; `--json` stays as is.
+//! or of a listed service) are noted in a line each after the table, after a line per
+//! automatic certificate whose last order failed; `--json` stays as is.
 
 use std::io::Write;
 
@@ -29,13 +30,33 @@ impl ListArgs {
             // Serialising plain strings, lists and bools cannot fail.
             serde_json::to_string(&services).expect("a ServiceSummary is always valid JSON") + "\n"
         } else {
-            table(&services) + &lock_lines(&client, &services).await?
+            table(&services)
+                + &certificate_lines(&client, &services).await?
+                + &lock_lines(&client, &services).await?
         };
         std::io::stdout()
             .lock()
             .write_all(output.as_bytes())
             .map_err(|error| format!("cannot write the list: {error}"))
     }
+}
+
+/// One line per automatic certificate whose last order failed.
+async fn certificate_lines(client: &Client, services: &[ServiceSummary]) -> Result<String, String> {
+    let mut lines = String::new();
+    for service in services.iter().filter(|s| s.tls) {
+        let Ok(name) = ServiceName::parse(&service.name) else {
+            continue;
+        };
+        for (host, state, detail) in client.certificate_status(&name).await? {
+            if state == "failed" {
+                lines.push_str(&format!(
+                    "TLS {name}: certificate for {host} failed: {detail}\n"
+                ));
+            }
+        }
+    }
+    Ok(lines)
 }
 
 /// One line per held lock: the host's, then each listed service's.

@@ -6,12 +6,14 @@
 //! port someone asked for is worse than refusing to start. An empty variable counts as unset.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use clap::Args;
 
 use super::args::{self, CsvList};
 use crate::control::BusChoice;
 use crate::daemon::RunConfig;
+use crate::tls::acme::challenge_kind::{ChallengeKind, DEFAULT_PREFERENCE};
 
 const DEFAULT_HTTP_PORT: u16 = 80;
 const DEFAULT_HTTPS_PORT: u16 = 443;
@@ -36,6 +38,12 @@ pub struct RunArgs {
     /// IP address(es) to listen on; none means every interface [env: BIND]
     #[arg(long, value_name = "ADDR", value_parser = args::list(ip_address))]
     bind: Vec<CsvList<IpAddr>>,
+    /// PEM root certificate to trust, besides the system's, when talking to ACME CAs
+    #[arg(long, value_name = "PATH")]
+    acme_ca_cert: Option<PathBuf>,
+    /// ACME challenges to answer, preferred first [default: tls-alpn-01,http-01]
+    #[arg(long, value_name = "LIST", value_parser = args::list(|text: &str| text.parse::<ChallengeKind>()))]
+    acme_challenges: Vec<CsvList<ChallengeKind>>,
 }
 
 impl RunArgs {
@@ -68,6 +76,9 @@ impl RunArgs {
             debug: debug.unwrap_or(false),
             bind,
             bus,
+            acme_ca_cert: self.acme_ca_cert,
+            acme_challenges: args::joined(self.acme_challenges)
+                .unwrap_or_else(|| DEFAULT_PREFERENCE.to_vec()),
         })
     }
 }
@@ -140,6 +151,8 @@ mod tests {
                 debug: false,
                 bind: vec![],
                 bus: BusChoice::Auto,
+                acme_ca_cert: None,
+                acme_challenges: DEFAULT_PREFERENCE.to_vec(),
             }
         );
     }

@@ -46,6 +46,8 @@ pub trait Control {
 
     fn list(&self) -> zbus::Result<Vec<ServiceSummary>>;
 
+    fn certificate_status(&self, service: &str) -> zbus::Result<Vec<(String, String, String)>>;
+
     fn pause(&self, service: &str, options: &HashMap<String, Value<'_>>) -> zbus::Result<()>;
 
     fn stop(&self, service: &str, options: &HashMap<String, Value<'_>>) -> zbus::Result<()>;
@@ -108,6 +110,14 @@ impl Client {
 
     pub async fn list(&self) -> Result<Vec<ServiceSummary>, String> {
         answer(CALL_MARGIN, self.proxy.list()).await
+    }
+
+    /// The service's automatic certificates: (host, state, detail).
+    pub async fn certificate_status(
+        &self,
+        service: &ServiceName,
+    ) -> Result<Vec<(String, String, String)>, String> {
+        answer(CALL_MARGIN, self.proxy.certificate_status(service.as_str())).await
     }
 
     pub async fn pause(&self, service: &ServiceName, options: &PauseOptions) -> Result<(), String> {

@@ -92,6 +92,16 @@ impl ProxyInterface {
         self.api.router.list()
     }
 
+    /// The service's automatic (ACME) certificates, one `(host, state, detail)` per host:
+    /// state `pending`, `valid` (detail: expiry) or `failed` (detail: the CA's reason and the
+    /// next attempt). Empty for services without automatic TLS.
+    async fn certificate_status(
+        &self,
+        service: String,
+    ) -> Result<Vec<(String, String, String)>, ControlError> {
+        self.api.router.certificate_status(&service_name(&service)?)
+    }
+
     /// Holds new requests (up to `max_pause_usec`) and drains the ones in flight.
     async fn pause(&self, service: String, options: OptionDict) -> Result<(), ControlError> {
         let options = PauseOptions::from_dict(options)?;

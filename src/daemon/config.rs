@@ -3,8 +3,10 @@
 //! The CLI builds it from flags and environment; tests build it directly.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use crate::control::BusChoice;
+use crate::tls::acme::challenge_kind::ChallengeKind;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunConfig {
@@ -17,4 +19,8 @@ pub struct RunConfig {
     /// Addresses to listen on; empty means every interface, IPv4 and IPv6.
     pub bind: Vec<IpAddr>,
     pub bus: BusChoice,
+    /// An extra root to trust when talking to ACME CAs (a private or test CA).
+    pub acme_ca_cert: Option<PathBuf>,
+    /// ACME challenges to answer, preferred first.
+    pub acme_challenges: Vec<ChallengeKind>,
 }

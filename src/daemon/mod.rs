@@ -1,6 +1,6 @@
 //! The daemon: startup and shutdown order.
 //!
-//! Start: logging, listeners bound (so a busy port fails before anything else happens),
+//! Start: logging, the rustls crypto provider, listeners bound (so a busy port fails before anything else happens),
 //! saved state and deploy locks restored, accept loops started (proxy and metrics), control
 //! interface served, `Server started`. The daemon owns the shared handles (metrics, event
 //! channel, locks) and passes them down; nothing is global.
@@ -26,6 +26,8 @@ use crate::metrics::{self, Metrics};
 use crate::proxy::{self, Handler, ListenerInfo};
 use crate::router::Router;
 use crate::state::StateFile;
+use crate::tls::acme::{AcmeConfig, AcmeManager};
+use crate::tls::HttpsAcceptor;
 
 async fn shutdown_signal() -> Result<(), String> {
     let mut terminate =
@@ -72,8 +74,11 @@ fn restore_locks(state_directory: &std::path::Path) -> DeployLocks {
 
 pub async fn run(config: RunConfig) -> Result<(), String> {
     crate::logging::init(config.debug);
+    crate::tls::install_crypto_provider();
     let http = into_tokio(listeners::bind(&config.bind, config.http_port)?)?;
     let http_port = first_port(&http).unwrap_or(config.http_port);
+    let https = into_tokio(listeners::bind(&config.bind, config.https_port)?)?;
+    let https_port = first_port(&https).unwrap_or(config.https_port);
 
     let metrics_listeners = match config.metrics_port {
         Some(port) => into_tokio(listeners::bind(&config.bind, port)?)?,
@@ -83,10 +88,16 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     let events = crate::event::channel();
     let state_file = StateFile::locate();
     let locks = Arc::new(restore_locks(state_file.directory()));
-    let router = Arc::new(Router::new(state_file, events.clone()));
+    let root = CancellationToken::new();
+    let acme = AcmeConfig {
+        cache_root: state_file.directory().join("certs"),
+        ca_certificate: config.acme_ca_cert.clone(),
+        challenges: config.acme_challenges.clone(),
+    };
+    let acme = Arc::new(AcmeManager::new(acme, Arc::default(), root.child_token()));
+    let router = Arc::new(Router::new(state_file, events.clone(), acme));
     router.restore().await;
 
-    let root = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
     let handler = Arc::new(Handler::new(
         Arc::clone(&router),
@@ -97,12 +108,28 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     let info = ListenerInfo {
         port: http_port,
         scheme: "http",
+        https_port,
     };
     for listener in http {
         listener_tasks.spawn(proxy::serve(
             listener,
             Arc::clone(&handler),
             info,
+            root.child_token(),
+        ));
+    }
+    let tls = Arc::new(HttpsAcceptor::new(Arc::clone(&router)));
+    let info = ListenerInfo {
+        port: https_port,
+        scheme: "https",
+        https_port,
+    };
+    for listener in https {
+        listener_tasks.spawn(proxy::serve_tls(
+            listener,
+            Arc::clone(&handler),
+            info,
+            Arc::clone(&tls),
             root.child_token(),
         ));
     }
@@ -127,7 +154,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             return Err(error);
         }
     };
-    tracing::info!(http = http_port, https = config.https_port, metrics = metrics_port, socket = %control.socket_path().display(), "Server started");
+    tracing::info!(http = http_port, https = https_port, metrics = metrics_port, socket = %control.socket_path().display(), "Server started");
 
     let signal = shutdown_signal().await;
     tracing::info!("Server stopping");

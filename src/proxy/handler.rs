@@ -1,7 +1,8 @@
 //! `Handler`: the request pipeline, from a parsed request to the response sent back.
 //!
-//! Order, as in Go: request id and start time; route by host and path (404); client IP
-//! header; redirects (301); pause/stop (with the health-check pass-through); pick the
+//! Order, as in Go: request id and start time; ACME HTTP-01 answers (before anything else,
+//! so a redirect never hides them); route by host and path (404); client IP header;
+//! redirects (301); HTTPS to a service without TLS (503); pause/stop (with the health-check pass-through); pick the
 //! active or rollout group, and a healthy target in it (503); forward (502/504); cookie
 //! paths and writer affinity on the response. Errors the proxy raises become its own error
 //! pages here, in one place.
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_TYPE, HOST};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -37,6 +38,7 @@ use crate::service::pause_state::PauseState;
 use crate::service::target::InflightGuard;
 use crate::service::writer_affinity::WriterAffinity;
 use crate::service::Service;
+use crate::tls::challenges::HTTP01_PREFIX;
 
 /// A claim can lose a race with a deploy that retires the target it picked; the request is
 /// then routed again on the new table. Two retries cover back-to-back deploys.
@@ -95,6 +97,28 @@ fn request_kind<B>(request: &Request<B>, service: &Service, upgrade: bool) -> Re
     } else {
         RequestKind::Write
     }
+}
+
+/// HTTP/2 carries the host in the URI; upstreams speak HTTP/1.1 and need a `Host` header
+/// (and the request log names it), so it is added from the authority.
+fn host_header_from_authority<B>(request: &mut Request<B>) {
+    if request.headers().contains_key(HOST) {
+        return;
+    }
+    let authority = request.uri().authority().map(|a| a.as_str().to_string());
+    if let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        request.headers_mut().insert(HOST, value);
+    }
+}
+
+/// The key authorization an ACME CA asked for (HTTP-01).
+fn challenge_response(answer: String, mut log: RequestLog) -> Response<ProxyBody> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    log.record_response(StatusCode::OK, &headers, &[]);
+    let mut response = Response::new(ProxyBody::full(Bytes::from(answer), log));
+    *response.headers_mut() = headers;
+    response
 }
 
 /// The proxy's own error response: the service's custom page when it has one for the
@@ -161,10 +185,17 @@ impl Handler {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
+        host_header_from_authority(&mut request);
         let request_id = headers::ensure_request_id_and_start(request.headers_mut(), now_ms);
         let metrics = self.metrics.unrouted(request.method());
         let mut log = RequestLog::new(&request, peer, start, request_id, metrics);
 
+        if peer.listener.scheme == "http" && request.uri().path().starts_with(HTTP01_PREFIX) {
+            let challenges = self.router.acme().challenges();
+            if let Some(answer) = challenges.http01_answer(request.uri().path()) {
+                return challenge_response(answer, log);
+            }
+        }
         let host = match request_host(&request) {
             Ok(host) => host.into_owned(),
             Err(_) => return error_response(StatusCode::BAD_REQUEST, None, None, log),
@@ -183,11 +214,19 @@ impl Handler {
                 log.record_client_ip(client_ip);
             }
         }
-        let rule = RedirectRule::for_service(&route.service.options);
+        let rule = RedirectRule::for_service(&route.service, peer.listener.https_port);
         if let Some(location) =
             redirect::target_url(rule, peer.listener.scheme, &host, request.uri())
         {
             return redirect::response(&location, request.method(), log);
+        }
+        if peer.listener.scheme == "https" && !route.service.tls.enabled {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                Some(&route.service),
+                log,
+            );
         }
 
         match self.hold_while_paused(&request, &route).await {

@@ -21,4 +21,4 @@ mod spill_buffer;
 
 pub use handler::Handler;
 pub use request_log::ListenerInfo;
-pub use server::serve;
+pub use server::{serve, serve_tls};

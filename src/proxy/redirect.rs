@@ -13,7 +13,7 @@ use http::{HeaderValue, Method, Response, StatusCode, Uri};
 
 use super::body::ProxyBody;
 use super::request_log::RequestLog;
-use crate::service::options::ServiceOptions;
+use crate::service::Service;
 
 /// What about a request's URL the service insists on.
 #[derive(Debug, Clone, Copy)]
@@ -22,20 +22,28 @@ pub struct RedirectRule<'a> {
     pub to_https: bool,
     /// Every other host is sent here.
     pub canonical_host: Option<&'a str>,
+    /// The port HTTPS is served on; kept in https URLs unless it is 443.
+    pub https_port: u16,
 }
 
 impl<'a> RedirectRule<'a> {
-    pub fn for_service(options: &'a ServiceOptions) -> Self {
+    pub fn for_service(service: &'a Service, https_port: u16) -> Self {
         RedirectRule {
-            to_https: options.tls.is_enabled() && options.tls_redirect,
-            canonical_host: options.canonical_host.as_ref().map(|host| host.as_str()),
+            https_port,
+            to_https: service.tls.redirects_to_https(),
+            canonical_host: service
+                .options
+                .canonical_host
+                .as_ref()
+                .map(|host| host.as_str()),
         }
     }
 }
 
 /// The URL to send the client to, or `None` when nothing about the request must change.
-/// `host` is the request's host without its port; the port is dropped from the new URL too,
-/// as in Go (a redirect names the default port of its scheme).
+/// `host` is the request's host without its port. An http URL names no port, as in Go; an
+/// https URL names the HTTPS port when it is not 443 (Go drops it, sending clients of a
+/// proxy on another port to a port nothing listens on).
 pub fn target_url(rule: RedirectRule<'_>, scheme: &str, host: &str, uri: &Uri) -> Option<String> {
     let to_https = rule.to_https && scheme != "https";
     let new_host = rule.canonical_host.filter(|canonical| *canonical != host);
@@ -44,8 +52,13 @@ pub fn target_url(rule: RedirectRule<'_>, scheme: &str, host: &str, uri: &Uri) -
     }
     let scheme = if to_https { "https" } else { scheme };
     let request_uri = uri.path_and_query().map_or("/", |p| p.as_str());
+    let port = match rule.https_port {
+        443 => String::new(),
+        port if scheme == "https" => format!(":{port}"),
+        _ => String::new(),
+    };
     Some(format!(
-        "{scheme}://{}{request_uri}",
+        "{scheme}://{}{port}{request_uri}",
         new_host.unwrap_or(host)
     ))
 }
@@ -108,6 +121,7 @@ mod tests {
     const CANONICAL: RedirectRule<'static> = RedirectRule {
         to_https: false,
         canonical_host: Some("example.com"),
+        https_port: 443,
     };
 
     #[test]
@@ -124,6 +138,7 @@ mod tests {
         let none = RedirectRule {
             to_https: false,
             canonical_host: None,
+            https_port: 443,
         };
         assert_eq!(url(none, "http", "example.com", "/"), None);
     }
@@ -147,6 +162,27 @@ mod tests {
             Some("https://example.com/p")
         );
         assert_eq!(url(both, "https", "example.com", "/p"), None);
+    }
+
+    #[test]
+    fn keeps_a_non_default_https_port_in_https_urls_only() {
+        let rule = RedirectRule {
+            to_https: true,
+            canonical_host: None,
+            https_port: 8443,
+        };
+        assert_eq!(
+            url(rule, "http", "example.com", "/p").as_deref(),
+            Some("https://example.com:8443/p")
+        );
+        let canonical = RedirectRule {
+            https_port: 8443,
+            ..CANONICAL
+        };
+        assert_eq!(
+            url(canonical, "http", "www.example.com", "/p").as_deref(),
+            Some("http://example.com/p")
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
 pub struct ListenerInfo {
     pub port: u16,
     pub scheme: &'static str,
+    /// Where HTTPS is served, for http→https redirects.
+    pub https_port: u16,
 }
 
 /// One client connection: the listener it came in on and the client's address.

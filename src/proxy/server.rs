@@ -1,34 +1,63 @@
-//! The accept loop of one listener, and its graceful end.
+//! The accept loops of the HTTP and HTTPS listeners, and their graceful end.
 //!
-//! Each connection is served by hyper (HTTP/1.1 with upgrades) in a tracked task: at
-//! shutdown the listener stops accepting, each connection is told to finish its current
+//! Each connection is served by hyper in a tracked task: plain HTTP as HTTP/1.1 with
+//! upgrades; HTTPS after a TLS handshake (in the connection's task, so a slow client never
+//! holds up the accept loop) as HTTP/2 or HTTP/1.1 by ALPN. An `acme-tls/1` handshake is
+//! a TLS-ALPN-01 validation: it ends once the handshake has shown the challenge certificate.
+//! At shutdown the listener stops accepting, each connection is told to finish its current
 //! request and close (idle keep-alive connections close at once), and requests in flight
 //! get up to `SHUTDOWN_GRACE` to finish.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::body::ProxyBody;
 use super::handler::Handler;
 use super::request_log::{ListenerInfo, Peer};
+use crate::tls::{HttpsAcceptor, ACME_TLS_ALPN};
 
 /// How long in-flight requests may run after shutdown begins (Go's limit).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Serves `listener` until `shutdown` is cancelled, then drains its connections.
-pub async fn serve(
-    listener: TcpListener,
+/// The hyper service of one connection: every request goes through `handler`.
+fn connection_service(
     handler: Arc<Handler>,
-    info: ListenerInfo,
+    peer: Peer,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = http::Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |request| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
+    })
+}
+
+/// Accepts until `shutdown`, handing each connection to `serve_connection` in a tracked
+/// task, then waits (up to the grace period) for those tasks.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
     shutdown: CancellationToken,
-) {
+    serve_connection: F,
+) where
+    F: Fn(TcpStream, SocketAddr, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let connections = TaskTracker::new();
     loop {
         let (stream, client) = tokio::select! {
@@ -44,33 +73,42 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let handler = Arc::clone(&handler);
-        let service = service_fn(move |request| {
-            let handler = Arc::clone(&handler);
-            async move {
-                Ok::<_, Infallible>(
-                    handler
-                        .handle(
-                            request,
-                            Peer {
-                                listener: info,
-                                client,
-                            },
-                        )
-                        .await,
-                )
-            }
-        });
-        // hyper answers 431 to a request head over its read buffer limit (about 400 KiB).
-        // Go allows 1 MiB, but raising the limit lets every busy upload's read buffer grow
-        // to it too (measured: about 1.7 MiB more per connection), and heads that large
-        // are refused long before by browsers and CDNs anyway.
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
+        connections.spawn(serve_connection(stream, client, shutdown.clone()));
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Closing active connections");
+    }
+}
+
+/// Serves plain HTTP on `listener` until `shutdown` is cancelled, then drains its connections.
+pub async fn serve(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    info: ListenerInfo,
+    shutdown: CancellationToken,
+) {
+    accept_loop(listener, shutdown, move |stream, client, shutdown| {
+        let service = connection_service(
+            Arc::clone(&handler),
+            Peer {
+                listener: info,
+                client,
+            },
+        );
+        async move {
+            // hyper answers 431 to a request head over its read buffer limit (about 400 KiB).
+            // Go allows 1 MiB, but raising the limit lets every busy upload's read buffer grow
+            // to it too (measured: about 1.7 MiB more per connection), and heads that large
+            // are refused long before by browsers and CDNs anyway.
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,
@@ -82,14 +120,60 @@ pub async fn serve(
             if let Err(error) = result {
                 tracing::debug!(error = %error, "Connection ended with an error");
             }
-        });
-    }
-    drop(listener);
-    connections.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("Closing active connections");
-    }
+        }
+    })
+    .await;
+}
+
+/// Serves HTTPS on `listener` (HTTP/2 and HTTP/1.1 by ALPN) until `shutdown` is cancelled.
+/// Takes any bound listener, so a socket systemd passed in serves the same way.
+pub async fn serve_tls(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    info: ListenerInfo,
+    acceptor: Arc<HttpsAcceptor>,
+    shutdown: CancellationToken,
+) {
+    accept_loop(listener, shutdown, move |stream, client, shutdown| {
+        let service = connection_service(
+            Arc::clone(&handler),
+            Peer {
+                listener: info,
+                client,
+            },
+        );
+        let acceptor = Arc::clone(&acceptor);
+        async move {
+            let mut stream = tokio::select! {
+                result = acceptor.accept(stream) => match result {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        tracing::debug!(error = %error, "TLS handshake failed");
+                        return;
+                    }
+                },
+                () = shutdown.cancelled() => return,
+            };
+            if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                let _ = stream.shutdown().await;
+                return;
+            }
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new());
+            builder.http2().timer(TokioTimer::new());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(error = %error, "Connection ended with an error");
+            }
+        }
+    })
+    .await;
 }

@@ -17,6 +17,7 @@ pub mod pause_state;
 pub mod rollout_controller;
 pub mod target;
 pub mod target_state;
+pub mod tls_policy;
 pub mod writer_affinity;
 
 use std::sync::Arc;
@@ -29,6 +30,8 @@ use load_balancer::LoadBalancer;
 use options::{ServiceOptions, TargetOptions};
 use pause_controller::PauseController;
 use rollout_controller::{RolloutController, TargetGroup};
+use rustls::sign::CertifiedKey;
+use tls_policy::TlsPolicy;
 
 /// One deployed application as the data plane sees it.
 #[derive(Clone)]
@@ -45,6 +48,11 @@ pub struct Service {
     pub rollout: Option<Arc<LoadBalancer>>,
     /// The split set with `rollout set`; `None` sends everything to `active`.
     pub rollout_controller: Option<RolloutController>,
+    /// Whether HTTPS is on, own or inherited from the host's root service (the router keeps
+    /// it current as services come and go).
+    pub tls: TlsPolicy,
+    /// `--tls-certificate-path` / `--tls-private-key-path`, loaded at deploy or restore.
+    pub certificate: Option<Arc<CertifiedKey>>,
 }
 
 impl Service {

@@ -27,16 +27,32 @@ pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt
 pub enum TlsMode {
     Off,
     /// Automatic certificates from an ACME directory.
-    Acme {
-        directory: String,
-        cache_path: Option<String>,
-        on_demand_url: Option<String>,
-    },
+    Acme(AcmeSettings),
     /// A certificate and key the operator provides.
     Certificate {
         certificate_path: String,
         private_key_path: String,
     },
+}
+
+/// How automatic certificates are obtained for a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcmeSettings {
+    pub directory: String,
+    /// `None`: the daemon's `<state dir>/certs`.
+    pub cache_path: Option<String>,
+    pub on_demand_url: Option<String>,
+    pub external_account_binding: Option<ExternalAccountBinding>,
+    /// An e-mail address the CA may write to about the certificates.
+    pub contact: Option<String>,
+}
+
+/// An ACME external account binding (RFC 8555 §7.3.4), as CAs such as ZeroSSL require.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalAccountBinding {
+    pub key_id: String,
+    /// Base64url, as CAs hand it out.
+    pub hmac_key: String,
 }
 
 impl TlsMode {
@@ -123,6 +139,38 @@ fn header_names(names: &[String], flag: &str) -> Result<Vec<HeaderName>, Control
         .collect()
 }
 
+fn acme_directory(options: &DeployOptions) -> Result<String, ControlError> {
+    let given = options.tls_acme_directory.clone().filter(|d| !d.is_empty());
+    match (given, options.tls_staging.unwrap_or(false)) {
+        (Some(_), true) => Err(ControlError::InvalidOptions(
+            "--tls-staging and --tls-acme-directory cannot be used together".into(),
+        )),
+        (Some(directory), false) if directory.starts_with("https://") => Ok(directory),
+        (Some(directory), false) => Err(ControlError::InvalidOptions(format!(
+            "ACME directory \"{directory}\" must be an https:// URL"
+        ))),
+        (None, true) => Ok(LETS_ENCRYPT_STAGING.to_string()),
+        (None, false) => Ok(LETS_ENCRYPT_PRODUCTION.to_string()),
+    }
+}
+
+fn external_account_binding(
+    options: &DeployOptions,
+) -> Result<Option<ExternalAccountBinding>, ControlError> {
+    let key_id = options.tls_acme_eab_kid.clone().filter(|k| !k.is_empty());
+    let hmac_key = options
+        .tls_acme_eab_hmac_key
+        .clone()
+        .filter(|k| !k.is_empty());
+    match (key_id, hmac_key) {
+        (None, None) => Ok(None),
+        (Some(key_id), Some(hmac_key)) => Ok(Some(ExternalAccountBinding { key_id, hmac_key })),
+        _ => Err(ControlError::InvalidOptions(
+            "if any flags in the group [tls-acme-eab-kid tls-acme-eab-hmac-key] are set they must all be set".into(),
+        )),
+    }
+}
+
 fn tls_mode(options: &DeployOptions) -> Result<TlsMode, ControlError> {
     let certificate = options
         .tls_certificate_path
@@ -158,19 +206,16 @@ fn tls_mode(options: &DeployOptions) -> Result<TlsMode, ControlError> {
                 private_key_path,
             }
         }
-        _ => TlsMode::Acme {
-            directory: if options.tls_staging.unwrap_or(false) {
-                LETS_ENCRYPT_STAGING
-            } else {
-                LETS_ENCRYPT_PRODUCTION
-            }
-            .to_string(),
+        _ => TlsMode::Acme(AcmeSettings {
+            directory: acme_directory(options)?,
             cache_path: options
                 .tls_acme_cache_path
                 .clone()
                 .filter(|p| !p.is_empty()),
             on_demand_url,
-        },
+            external_account_binding: external_account_binding(options)?,
+            contact: options.tls_acme_contact.clone().filter(|c| !c.is_empty()),
+        }),
     })
 }
 
@@ -190,10 +235,10 @@ fn validate(
             "max-response-body can only be set when response buffering is enabled".into(),
         ));
     }
-    if let TlsMode::Acme {
+    if let TlsMode::Acme(AcmeSettings {
         on_demand_url: Some(_),
         ..
-    } = &service.tls
+    }) = &service.tls
     {
         if !service.hosts.is_empty() {
             return Err(ControlError::invalid_service_options(
@@ -215,7 +260,7 @@ fn validate(
             "TLS settings must be specified on the root path service",
         ));
     }
-    if matches!(service.tls, TlsMode::Acme { .. }) && service.hosts.iter().any(Host::is_wildcard) {
+    if matches!(service.tls, TlsMode::Acme(_)) && service.hosts.iter().any(Host::is_wildcard) {
         return Err(ControlError::InvalidOptions(
             "automatic TLS does not support wildcards".into(),
         ));
@@ -344,7 +389,7 @@ mod tests {
             ..Default::default()
         };
         let (service, target) = resolve(&options).unwrap();
-        assert!(matches!(service.tls, TlsMode::Acme { .. }));
+        assert!(matches!(service.tls, TlsMode::Acme(_)));
         assert!(!target.forward_headers);
     }
 
@@ -368,6 +413,44 @@ mod tests {
             resolve(&off_root).unwrap_err().message(),
             "service options invalid: TLS settings must be specified on the root path service"
         );
+    }
+
+    #[test]
+    fn takes_any_https_acme_directory_and_complete_eab_pairs_only() {
+        let base = DeployOptions {
+            tls: Some(true),
+            hosts: hosts(&["a.example.com"]),
+            tls_acme_directory: Some("https://ca.test/dir".into()),
+            tls_acme_eab_kid: Some("kid-1".into()),
+            tls_acme_eab_hmac_key: Some("c2VjcmV0".into()),
+            tls_acme_contact: Some("ops@example.com".into()),
+            ..Default::default()
+        };
+        let (service, _) = resolve(&base).unwrap();
+        let TlsMode::Acme(acme) = service.tls else {
+            panic!("ACME expected")
+        };
+        assert_eq!(acme.directory, "https://ca.test/dir");
+        assert_eq!(acme.external_account_binding.unwrap().key_id, "kid-1");
+        assert_eq!(acme.contact.as_deref(), Some("ops@example.com"));
+        let half = DeployOptions {
+            tls_acme_eab_hmac_key: None,
+            ..base.clone()
+        };
+        assert!(resolve(&half)
+            .unwrap_err()
+            .message()
+            .contains("tls-acme-eab-kid"));
+        let plain = DeployOptions {
+            tls_acme_directory: Some("http://ca.test/dir".into()),
+            ..base.clone()
+        };
+        assert!(resolve(&plain).unwrap_err().message().contains("https://"));
+        let both = DeployOptions {
+            tls_staging: Some(true),
+            ..base
+        };
+        assert!(resolve(&both).is_err());
     }
 
     #[test]

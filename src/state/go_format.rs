@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::{SavedPause, SavedRollout, SavedService};
 use crate::control::{Host, PathPrefix, ServiceName, TargetAddress};
 use crate::service::options::{
-    HealthCheckConfig, ServiceOptions, TargetOptions, TlsMode, LETS_ENCRYPT_PRODUCTION,
+    AcmeSettings, ExternalAccountBinding, HealthCheckConfig, ServiceOptions, TargetOptions,
+    TlsMode, LETS_ENCRYPT_PRODUCTION,
 };
 use crate::service::pause_state::PauseState;
 
@@ -57,6 +58,13 @@ struct GoServiceOptions {
     canonical_host: String,
     acme_directory: String,
     acme_cache_path: String,
+    /// Ours, not Go's (Go ignores unknown keys): `--tls-acme-eab-*` and `--tls-acme-contact`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    acme_eab_kid: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    acme_eab_hmac_key: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    acme_contact: String,
     error_page_path: String,
     strip_prefix: bool,
     writer_affinity_timeout: i64,
@@ -159,14 +167,15 @@ impl From<&ServiceOptions> for GoServiceOptions {
         };
         match &options.tls {
             TlsMode::Off => {}
-            TlsMode::Acme {
-                directory,
-                cache_path,
-                on_demand_url,
-            } => {
-                go.acme_directory = directory.clone();
-                go.acme_cache_path = optional(cache_path.as_deref());
-                go.tls_on_demand_url = optional(on_demand_url.as_deref());
+            TlsMode::Acme(acme) => {
+                go.acme_directory = acme.directory.clone();
+                go.acme_cache_path = optional(acme.cache_path.as_deref());
+                go.tls_on_demand_url = optional(acme.on_demand_url.as_deref());
+                if let Some(eab) = &acme.external_account_binding {
+                    go.acme_eab_kid = eab.key_id.clone();
+                    go.acme_eab_hmac_key = eab.hmac_key.clone();
+                }
+                go.acme_contact = optional(acme.contact.as_deref());
             }
             TlsMode::Certificate {
                 certificate_path,
@@ -362,13 +371,21 @@ fn tls_mode(go: &GoServiceOptions) -> TlsMode {
             private_key_path: go.tls_private_key_path.clone(),
         };
     }
-    TlsMode::Acme {
+    TlsMode::Acme(AcmeSettings {
         // An empty directory makes Go's ACME client use Let's Encrypt production.
         directory: non_empty(go.acme_directory.clone())
             .unwrap_or_else(|| LETS_ENCRYPT_PRODUCTION.to_string()),
         cache_path: non_empty(go.acme_cache_path.clone()),
         on_demand_url: non_empty(go.tls_on_demand_url.clone()),
-    }
+        external_account_binding: match (
+            non_empty(go.acme_eab_kid.clone()),
+            non_empty(go.acme_eab_hmac_key.clone()),
+        ) {
+            (Some(key_id), Some(hmac_key)) => Some(ExternalAccountBinding { key_id, hmac_key }),
+            _ => None,
+        },
+        contact: non_empty(go.acme_contact.clone()),
+    })
 }
 
 /// The legacy single-target key counts only when the list is empty, as in Go.

@@ -146,7 +146,9 @@ fn drop_nulls(value: &mut Value) {
 mod tests {
     use super::*;
     use crate::control::{Host, PathPrefix};
-    use crate::service::options::{HealthCheckConfig, TlsMode, LETS_ENCRYPT_PRODUCTION};
+    use crate::service::options::{
+        AcmeSettings, ExternalAccountBinding, HealthCheckConfig, TlsMode, LETS_ENCRYPT_PRODUCTION,
+    };
     use http::HeaderName;
 
     fn targets(addresses: &[&str]) -> Vec<TargetAddress> {
@@ -166,11 +168,16 @@ mod tests {
                     Host::parse("b.example.com").unwrap(),
                 ],
                 path_prefixes: vec![PathPrefix::parse("/api").unwrap()],
-                tls: TlsMode::Acme {
+                tls: TlsMode::Acme(AcmeSettings {
                     directory: "https://acme.test/directory".into(),
                     cache_path: Some("/var/lib/kamal-proxy/certs".into()),
                     on_demand_url: Some("http://checker:8080/allow".into()),
-                },
+                    external_account_binding: Some(ExternalAccountBinding {
+                        key_id: "kid-1".into(),
+                        hmac_key: "c2VjcmV0".into(),
+                    }),
+                    contact: Some("ops@example.com".into()),
+                }),
                 tls_redirect: true,
                 canonical_host: Some(Host::parse("a.example.com").unwrap()),
                 error_page_path: Some("/srv/pages".into()),
@@ -275,11 +282,13 @@ mod tests {
         assert_eq!(app.service_options.path_prefixes, vec![PathPrefix::root()]);
         assert_eq!(
             app.service_options.tls,
-            TlsMode::Acme {
+            TlsMode::Acme(AcmeSettings {
                 directory: LETS_ENCRYPT_PRODUCTION.into(),
                 cache_path: Some("/home/kamal-proxy/.config/kamal-proxy/certs".into()),
                 on_demand_url: None,
-            }
+                external_account_binding: None,
+                contact: None,
+            })
         );
         assert_eq!(app.target_options.health_check.port, None);
         assert_eq!(app.target_options.response_timeout, Duration::from_secs(30));

@@ -23,6 +23,9 @@
 
 #![allow(dead_code)]
 
+pub mod pebble;
+pub mod tls;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -88,6 +91,8 @@ pub struct Proxy {
     dir: tempfile::TempDir,
     child: Option<Child>,
     port: u16,
+    /// The HTTPS port reported in `Server started`.
+    https_port: u16,
     /// Every stdout line of every incarnation of the daemon, in order.
     logs: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
@@ -162,6 +167,7 @@ impl Proxy {
             dir,
             child: None,
             port: 0,
+            https_port: 0,
             logs: Arc::default(),
             stderr: Arc::default(),
             bus: launch.bus.unwrap_or("none").to_string(),
@@ -202,6 +208,11 @@ impl Proxy {
     /// The HTTP port the daemon reported in `Server started`.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The HTTPS port the daemon reported in `Server started`.
+    pub fn https_port(&self) -> u16 {
+        self.https_port
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -279,6 +290,10 @@ impl Proxy {
                     .and_then(|p| u16::try_from(p).ok())
                     .unwrap_or_else(|| panic!("`Server started` without an http port: {entry}"));
                 assert_ne!(self.port, 0, "`Server started` reported port 0: {entry}");
+                self.https_port = entry["https"]
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or_else(|| panic!("`Server started` without an https port: {entry}"));
                 self.metrics_port = entry["metrics"]
                     .as_u64()
                     .and_then(|p| u16::try_from(p).ok());

@@ -1,0 +1,71 @@
+//! When to renew a certificate and when to retry a failed order.
+//!
+//! Renewal follows Go's autocert: 30 days before expiry, or a third of the lifetime before
+//! it for short-lived certificates. Failed orders back off exponentially from one minute to
+//! one hour, and never sooner than the CA's `Retry-After`, so a misconfigured host does not
+//! run into the CA's rate limits.
+
+use std::time::{Duration, SystemTime};
+
+use crate::tls::certificate::Validity;
+
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+const FIRST_RETRY: Duration = Duration::from_secs(60);
+const LONGEST_RETRY: Duration = Duration::from_secs(60 * 60);
+
+/// When a certificate with this validity should be replaced.
+pub fn renewal_time(validity: Validity) -> SystemTime {
+    let lifetime = validity
+        .not_after
+        .duration_since(validity.not_before)
+        .unwrap_or_default();
+    validity.not_after - RENEW_BEFORE.min(lifetime / 3)
+}
+
+/// How long to wait after the `failures`-th failure in a row (1 is the first).
+pub fn retry_delay(failures: u32, retry_after: Option<Duration>) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let backoff = FIRST_RETRY.saturating_mul(1 << exponent).min(LONGEST_RETRY);
+    backoff.max(retry_after.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+    fn validity(lifetime: Duration) -> Validity {
+        let not_before = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        Validity {
+            not_before,
+            not_after: not_before + lifetime,
+        }
+    }
+
+    #[test]
+    fn renews_thirty_days_early_when_the_certificate_is_long_lived() {
+        let v = validity(90 * DAY);
+        assert_eq!(renewal_time(v), v.not_after - 30 * DAY);
+    }
+
+    #[test]
+    fn renews_a_third_of_the_lifetime_early_when_it_is_short() {
+        let v = validity(Duration::from_secs(30));
+        assert_eq!(renewal_time(v), v.not_after - Duration::from_secs(10));
+        let week = validity(6 * DAY);
+        assert_eq!(renewal_time(week), week.not_after - 2 * DAY);
+    }
+
+    #[test]
+    fn backs_off_from_a_minute_to_an_hour_respecting_retry_after() {
+        assert_eq!(retry_delay(1, None), Duration::from_secs(60));
+        assert_eq!(retry_delay(2, None), Duration::from_secs(120));
+        assert_eq!(retry_delay(7, None), Duration::from_secs(3600));
+        assert_eq!(retry_delay(40, None), Duration::from_secs(3600));
+        assert_eq!(
+            retry_delay(1, Some(Duration::from_secs(600))),
+            Duration::from_secs(600)
+        );
+    }
+}
