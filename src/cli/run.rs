@@ -12,6 +12,7 @@ use clap::Args;
 use super::args::{self, CsvList};
 use crate::control::BusChoice;
 use crate::daemon::RunConfig;
+use crate::logging::LogFormat;
 
 const DEFAULT_HTTP_PORT: u16 = 80;
 const DEFAULT_HTTPS_PORT: u16 = 443;
@@ -36,6 +37,9 @@ pub struct RunArgs {
     /// IP address(es) to listen on; none means every interface [env: BIND]
     #[arg(long, value_name = "ADDR", value_parser = args::list(ip_address))]
     bind: Vec<CsvList<IpAddr>>,
+    /// Log output: auto (the journal under systemd, else JSON), journal, json or text
+    #[arg(long, value_name = "FORMAT", default_value = "auto", value_parser = str::parse::<LogFormat>)]
+    log_format: LogFormat,
 }
 
 impl RunArgs {
@@ -68,6 +72,7 @@ impl RunArgs {
             debug: debug.unwrap_or(false),
             bind,
             bus,
+            log_format: self.log_format,
         })
     }
 }
@@ -140,6 +145,7 @@ mod tests {
                 debug: false,
                 bind: vec![],
                 bus: BusChoice::Auto,
+                log_format: LogFormat::Auto,
             }
         );
     }
@@ -213,6 +219,21 @@ mod tests {
                 .http_port,
             81
         );
+    }
+
+    #[test]
+    fn reads_the_log_format_when_given() {
+        assert_eq!(
+            run(&["--log-format=journal"], &[]).unwrap().log_format,
+            LogFormat::Journal
+        );
+        assert_eq!(
+            run(&["--log-format", "text"], &[]).unwrap().log_format,
+            LogFormat::Text
+        );
+        assert!(run(&["--log-format=xml"], &[])
+            .unwrap_err()
+            .contains("invalid log format \"xml\""));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use crate::control::BusChoice;
+use crate::logging::LogFormat;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunConfig {
@@ -17,4 +18,6 @@ pub struct RunConfig {
     /// Addresses to listen on; empty means every interface, IPv4 and IPv6.
     pub bind: Vec<IpAddr>,
     pub bus: BusChoice,
+    /// `auto`: the journal when stderr is journald's stream, else JSON on stdout.
+    pub log_format: LogFormat,
 }

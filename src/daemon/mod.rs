@@ -1,15 +1,23 @@
 //! The daemon: startup and shutdown order.
 //!
-//! Start: logging, listeners bound (so a busy port fails before anything else happens),
-//! saved state restored, accept loops started, control interface served, `Server started`.
-//! Stop (SIGTERM/SIGINT): stop accepting, let in-flight requests finish (10 s at most),
-//! close upgraded connections and the control interface, stop health checks, exit 0.
+//! Start: logging, listeners taken from systemd or bound (so a busy port fails before
+//! anything else happens), saved state restored, accept loops started, control interface
+//! served, `Server started` and `READY=1` (then `STATUS=` and `WATCHDOG=1` while running).
+//! Stop (SIGTERM/SIGINT): `STOPPING=1`, stop accepting, let in-flight requests finish
+//! (10 s at most), close upgraded connections and the control interface, stop health
+//! checks, exit 0. Under socket activation new connections wait in systemd's socket
+//! meanwhile, so a restart refuses none.
 //! Every task is spawned under a tracker and awaited; cancellation flows from one root token.
 
 mod config;
 mod listeners;
+mod notify;
+mod socket_activation;
 
 pub use config::RunConfig;
+pub use listeners::{ListenerSource, Listeners};
+pub use notify::status_text;
+pub use socket_activation::{parse as parse_listen_fds, PassedFd};
 
 use std::sync::Arc;
 
@@ -43,12 +51,25 @@ fn into_tokio(listeners: Vec<std::net::TcpListener>) -> Result<Vec<TcpListener>,
 }
 
 pub async fn run(config: RunConfig) -> Result<(), String> {
-    crate::logging::init(config.debug);
-    let http = into_tokio(listeners::bind(&config.bind, config.http_port)?)?;
+    let log = crate::logging::init(config.debug, config.log_format);
+    let Listeners {
+        http,
+        https,
+        source,
+    } = Listeners::take_or_bind(&config.bind, config.http_port)?;
+    let http = into_tokio(http)?;
     let http_port = http
         .first()
         .and_then(|l| l.local_addr().ok())
         .map_or(config.http_port, |address| address.port());
+    // No TLS listener yet: systemd's https socket is held open (so the socket unit stays
+    // valid and the descriptor is ready for the TLS acceptor), but not served.
+    if !https.is_empty() {
+        tracing::warn!(
+            sockets = https.len(),
+            "TLS is not available in this build yet; the https socket passed by systemd is held but not served"
+        );
+    }
 
     let router = Arc::new(Router::new(StateFile::locate()));
     router.restore().await;
@@ -59,6 +80,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     let info = ListenerInfo {
         port: http_port,
         scheme: "http",
+        log,
     };
     for listener in http {
         listener_tasks.spawn(proxy::serve(
@@ -84,13 +106,20 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             "Metrics are not available in this build yet; --metrics-port is ignored"
         );
     }
-    tracing::info!(http = http_port, https = config.https_port, socket = %control.socket_path().display(), "Server started");
+    let systemd_sockets = source == ListenerSource::Systemd;
+    tracing::info!(http = http_port, https = config.https_port, socket = %control.socket_path().display(), systemd_sockets, "Server started");
+    notify::ready(&router);
+    let supervisor = tokio::spawn(notify::supervise(Arc::clone(&router), root.child_token()));
 
     let signal = shutdown_signal().await;
+    notify::stopping();
     tracing::info!("Server stopping");
     root.cancel();
     listener_tasks.close();
     listener_tasks.wait().await;
+    drop(https);
+    // The supervisor only ends by cancellation; a panic in it is already reported.
+    let _ = supervisor.await;
     handler.close_tunnels().await;
     control.close().await;
     router.shutdown().await;

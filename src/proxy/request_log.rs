@@ -10,13 +10,15 @@ use std::time::Instant;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
-use crate::logging::JsonLine;
+use crate::logging::{JournalRecord, JsonLine, LogFields, RequestOutput, TextLine, PRIORITY_INFO};
 
 /// What the request arrived on.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerInfo {
     pub port: u16,
     pub scheme: &'static str,
+    /// Where this listener's request lines are written (JSON stdout, text or the journal).
+    pub log: RequestOutput,
 }
 
 /// One client connection: the listener it came in on and the client's address.
@@ -111,6 +113,46 @@ impl RequestLog {
     }
 
     pub fn write(self, bytes_sent: u64) {
+        match self.listener.log {
+            RequestOutput::Json => {
+                let mut line = JsonLine::new("INFO", "Request");
+                self.fill(&mut line, bytes_sent);
+                line.write_to_stdout();
+            }
+            RequestOutput::Text => {
+                let mut line = TextLine::new("INFO", "Request");
+                self.fill(&mut line, bytes_sent);
+                line.write_to_stdout();
+            }
+            RequestOutput::Journal(journal) => {
+                let message = format!(
+                    "{} {}{} {}",
+                    self.method,
+                    self.host_without_port(),
+                    self.uri.path(),
+                    self.status.as_u16()
+                );
+                let mut record = JournalRecord::new(PRIORITY_INFO, &message);
+                self.fill(&mut record, bytes_sent);
+                journal.send(record);
+            }
+        }
+    }
+
+    /// The `Host` header without a numeric port, as Go logs it.
+    fn host_without_port(&self) -> &str {
+        let host = self
+            .host
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host, |(h, _)| h)
+    }
+
+    /// Every field of the line, in the Go proxy's order and with its names.
+    fn fill(&self, line: &mut impl LogFields, bytes_sent: u64) {
         let text = |value: &Option<HeaderValue>| {
             value
                 .as_ref()
@@ -119,55 +161,45 @@ impl RequestLog {
                 .to_string()
         };
         let client_addr = self.client.ip().to_string();
-        let host = text(&self.host);
-        let host = host
-            .rsplit_once(':')
-            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-            .map_or(host.as_str(), |(h, _)| h);
-        let mut line = JsonLine::new("INFO", "Request");
-        line.str("host", host)
-            .u64("port", u64::from(self.listener.port))
-            .str("path", self.uri.path())
-            .str("request_id", self.request_id.to_str().unwrap_or(""))
-            .u64("status", u64::from(self.status.as_u16()))
-            .str("service", self.service.as_deref().unwrap_or(""))
-            .str("target", self.target.as_deref().unwrap_or(""))
-            .u64(
-                "duration",
-                u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            )
-            .str("method", self.method.as_str())
-            .i64(
-                "req_content_length",
-                text(&self.req_content_length).parse().unwrap_or(0),
-            )
-            .str("req_content_type", &text(&self.req_content_type))
-            .u64("resp_content_length", bytes_sent)
-            .str("resp_content_type", &text(&self.resp_content_type))
-            .str("client_addr", &client_addr)
-            .str("client_port", &self.client.port().to_string())
-            .str(
-                "remote_addr",
-                self.forwarded_for
-                    .as_ref()
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or(&client_addr),
-            )
-            .str("user_agent", &text(&self.user_agent))
-            .str(
-                "proto",
-                match self.version {
-                    Version::HTTP_10 => "HTTP/1.0",
-                    Version::HTTP_2 => "HTTP/2.0",
-                    Version::HTTP_3 => "HTTP/3.0",
-                    _ => "HTTP/1.1",
-                },
-            )
-            .str("scheme", self.listener.scheme)
-            .str("query", self.uri.query().unwrap_or(""));
+        line.str("host", self.host_without_port());
+        line.u64("port", u64::from(self.listener.port));
+        line.str("path", self.uri.path());
+        line.str("request_id", self.request_id.to_str().unwrap_or(""));
+        line.u64("status", u64::from(self.status.as_u16()));
+        line.str("service", self.service.as_deref().unwrap_or(""));
+        line.str("target", self.target.as_deref().unwrap_or(""));
+        line.duration("duration", self.start.elapsed());
+        line.str("method", self.method.as_str());
+        line.i64(
+            "req_content_length",
+            text(&self.req_content_length).parse().unwrap_or(0),
+        );
+        line.str("req_content_type", &text(&self.req_content_type));
+        line.u64("resp_content_length", bytes_sent);
+        line.str("resp_content_type", &text(&self.resp_content_type));
+        line.str("client_addr", &client_addr);
+        line.str("client_port", &self.client.port().to_string());
+        line.str(
+            "remote_addr",
+            self.forwarded_for
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(&client_addr),
+        );
+        line.str("user_agent", &text(&self.user_agent));
+        line.str(
+            "proto",
+            match self.version {
+                Version::HTTP_10 => "HTTP/1.0",
+                Version::HTTP_2 => "HTTP/2.0",
+                Version::HTTP_3 => "HTTP/3.0",
+                _ => "HTTP/1.1",
+            },
+        );
+        line.str("scheme", self.listener.scheme);
+        line.str("query", self.uri.query().unwrap_or(""));
         for (name, value) in &self.extra {
             line.str(name, value);
         }
-        line.write_to_stdout();
     }
 }
