@@ -203,3 +203,94 @@ impl RequestLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logging::LogFields;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    /// Collects what `fill` writes, as the journal would name it.
+    #[derive(Default)]
+    struct Fields(BTreeMap<String, String>);
+
+    impl LogFields for Fields {
+        fn str(&mut self, key: &str, value: &str) {
+            self.0.insert(key.to_string(), value.to_string());
+        }
+        fn u64(&mut self, key: &str, value: u64) {
+            self.0.insert(key.to_string(), value.to_string());
+        }
+        fn i64(&mut self, key: &str, value: i64) {
+            self.0.insert(key.to_string(), value.to_string());
+        }
+        fn duration(&mut self, key: &str, value: Duration) {
+            self.0
+                .insert(format!("{key}_usec"), value.as_micros().to_string());
+        }
+    }
+
+    fn sample_log() -> RequestLog {
+        let request = Request::get("/app/x?q=1")
+            .header("host", "web.test:8080")
+            .header("user-agent", "curl")
+            .body(())
+            .unwrap();
+        let peer = Peer {
+            listener: ListenerInfo {
+                port: 80,
+                scheme: "http",
+                log: RequestOutput::Json,
+            },
+            client: "192.0.2.7:5555".parse().unwrap(),
+        };
+        let mut log = RequestLog::new(
+            &request,
+            peer,
+            Instant::now(),
+            HeaderValue::from_static("req-1"),
+        );
+        log.service = Some("web".to_string());
+        log.target = Some("127.0.0.1:3000".to_string());
+        log.record_response(StatusCode::BAD_GATEWAY, &HeaderMap::new(), &[]);
+        log
+    }
+
+    #[test]
+    fn fills_every_output_with_the_go_field_names() {
+        let mut fields = Fields::default();
+        sample_log().fill(&mut fields, 42);
+        let get = |key: &str| fields.0.get(key).map(String::as_str);
+        assert_eq!(get("host"), Some("web.test"));
+        assert_eq!(get("path"), Some("/app/x"));
+        assert_eq!(get("query"), Some("q=1"));
+        assert_eq!(get("status"), Some("502"));
+        assert_eq!(get("service"), Some("web"));
+        assert_eq!(get("target"), Some("127.0.0.1:3000"));
+        assert_eq!(get("request_id"), Some("req-1"));
+        assert_eq!(get("method"), Some("GET"));
+        assert_eq!(get("resp_content_length"), Some("42"));
+        assert!(get("duration_usec").is_some());
+    }
+
+    #[test]
+    fn names_journal_fields_in_upper_case_when_writing_to_the_journal() {
+        let mut record = JournalRecord::new(PRIORITY_INFO, "GET web.test/app/x 502");
+        sample_log().fill(&mut record, 42);
+        let text = String::from_utf8_lossy(record.as_bytes()).to_string();
+        for field in [
+            "SERVICE=web\n",
+            "TARGET=127.0.0.1:3000\n",
+            "REQUEST_ID=req-1\n",
+            "STATUS=502\n",
+            "METHOD=GET\n",
+            "PATH=/app/x\n",
+            "HOST=web.test\n",
+            "DURATION_USEC=",
+            "CLIENT_ADDR=192.0.2.7\n",
+        ] {
+            assert!(text.contains(field), "{field} missing from {text}");
+        }
+    }
+}
