@@ -15,9 +15,7 @@ mod notify;
 mod socket_activation;
 
 pub use config::RunConfig;
-pub use listeners::{ListenerSource, Listeners};
-pub use notify::status_text;
-pub use socket_activation::{parse as parse_listen_fds, PassedFd};
+use listeners::{ListenerSource, Listeners};
 
 use std::sync::Arc;
 
