@@ -251,3 +251,50 @@ fn notifies_ready_then_watchdog_then_stopping() {
     let status = daemon.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// A client that connected just before SIGTERM (accepted by the old process during a
+/// `systemctl restart`) and sends its request just after still gets an answer.
+#[test]
+fn answers_a_request_sent_just_after_sigterm_on_an_earlier_connection() {
+    use std::io::{Read, Write};
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "--bus",
+            "none",
+            "run",
+            "--http-port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+        ])
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID");
+    let mut daemon = Daemon::spawn(command);
+    let started = daemon.wait_for("Server started");
+    let port = u16::try_from(started["http"].as_u64().unwrap()).unwrap();
+
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Let the daemon accept the connection and start serving it before the signal.
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = libc::pid_t::try_from(daemon.child.id()).unwrap();
+    // SAFETY: kill(2) on our own unreaped child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    daemon.wait_for("Server stopping");
+    std::thread::sleep(Duration::from_millis(100));
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(
+        response.starts_with("HTTP/1.1 404"),
+        "expected the proxy's 404, got {response:?}"
+    );
+    let status = daemon.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}

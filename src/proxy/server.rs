@@ -2,7 +2,8 @@
 //!
 //! Each connection is served by hyper (HTTP/1.1 with upgrades) in a tracked task: at
 //! shutdown the listener stops accepting, each connection is told to finish its current
-//! request and close (idle keep-alive connections close at once), and requests in flight
+//! request and close (idle keep-alive connections close at once; a new one that has not
+//! sent its first request yet gets `FIRST_REQUEST_GRACE` to do so), and requests in flight
 //! get up to `SHUTDOWN_GRACE` to finish.
 
 use std::convert::Infallible;
@@ -21,6 +22,12 @@ use super::request_log::{ListenerInfo, Peer};
 
 /// How long in-flight requests may run after shutdown begins (Go's limit).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a connection accepted before shutdown may take to send its first request.
+/// hyper's graceful shutdown closes a connection it has read nothing from at once, which
+/// would fail a client that connected just before SIGTERM and whose request is still on its
+/// way: `systemctl restart` must not lose it.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves `listener` until `shutdown` is cancelled, then drains its connections.
 pub async fn serve(
@@ -45,8 +52,14 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
+        // Cancelled when the first request arrives (see FIRST_REQUEST_GRACE).
+        let first_request = CancellationToken::new();
+        let request_seen = first_request.clone();
         let service = service_fn(move |request| {
             let handler = Arc::clone(&handler);
+            if !request_seen.is_cancelled() {
+                request_seen.cancel();
+            }
             async move {
                 Ok::<_, Infallible>(
                     handler
@@ -70,7 +83,14 @@ pub async fn serve(
             tokio::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,
-                () = shutdown.cancelled() => {
+                () = shutdown.cancelled() => 'shutdown: {
+                    if !first_request.is_cancelled() {
+                        tokio::select! {
+                            result = connection.as_mut() => break 'shutdown result,
+                            () = first_request.cancelled() => {}
+                            () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+                        }
+                    }
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
