@@ -14,6 +14,7 @@ async fn main() -> ExitCode {
                 Ok(config) => daemon::run(config).await,
                 Err(message) => Err(message),
             },
+            Command::GenerateDocs(args) => args.execute(),
             Command::Client(command) => command.execute(&bus).await,
         }),
         Err(error) => cli::report_parse_error(error),

@@ -819,3 +819,38 @@ impl Router {
         }
     }
 }
+
+// --- systemd status (issue 5): counts for the daemon's `STATUS=` line ---
+
+/// How many services and targets there are, and how many targets are healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HealthCounts {
+    pub services: usize,
+    pub targets: usize,
+    pub healthy_targets: usize,
+}
+
+impl Router {
+    /// A short lock over the service map; cheap enough to call every second.
+    pub fn health_counts(&self) -> HealthCounts {
+        let services = lock(&self.services);
+        let mut counts = HealthCounts {
+            services: services.len(),
+            ..HealthCounts::default()
+        };
+        for service in services.values() {
+            for target in service
+                .active
+                .writers()
+                .iter()
+                .chain(service.active.readers())
+            {
+                counts.targets += 1;
+                if target.state() == crate::service::target_state::TargetState::Healthy {
+                    counts.healthy_targets += 1;
+                }
+            }
+        }
+        counts
+    }
+}

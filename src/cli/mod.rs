@@ -7,6 +7,7 @@
 
 mod args;
 mod deploy;
+mod generate_docs;
 mod list;
 mod lock;
 mod pause;
@@ -24,6 +25,7 @@ use clap::{Parser, Subcommand};
 
 use crate::control::BusChoice;
 pub use deploy::DeployArgs;
+pub use generate_docs::GenerateDocsArgs;
 pub use list::ListArgs;
 pub use lock::LockArgs;
 pub use pause::PauseArgs;
@@ -56,6 +58,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy
     Run(RunArgs),
+    /// Write the man page and shell completions into a directory (package builds)
+    #[command(hide = true)]
+    GenerateDocs(GenerateDocsArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }

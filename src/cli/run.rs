@@ -13,6 +13,7 @@ use clap::Args;
 use super::args::{self, CsvList};
 use crate::control::BusChoice;
 use crate::daemon::RunConfig;
+use crate::logging::LogFormat;
 use crate::tls::acme::challenge_kind::{ChallengeKind, DEFAULT_PREFERENCE};
 
 const DEFAULT_HTTP_PORT: u16 = 80;
@@ -44,6 +45,9 @@ pub struct RunArgs {
     /// ACME challenges to answer, preferred first [default: tls-alpn-01,http-01]
     #[arg(long, value_name = "LIST", value_parser = args::list(|text: &str| text.parse::<ChallengeKind>()))]
     acme_challenges: Vec<CsvList<ChallengeKind>>,
+    /// Log output: auto (the journal under systemd, else JSON), journal, json or text
+    #[arg(long, value_name = "FORMAT", default_value = "auto", value_parser = str::parse::<LogFormat>)]
+    log_format: LogFormat,
 }
 
 impl RunArgs {
@@ -79,6 +83,7 @@ impl RunArgs {
             acme_ca_cert: self.acme_ca_cert,
             acme_challenges: args::joined(self.acme_challenges)
                 .unwrap_or_else(|| DEFAULT_PREFERENCE.to_vec()),
+            log_format: self.log_format,
         })
     }
 }
@@ -153,6 +158,7 @@ mod tests {
                 bus: BusChoice::Auto,
                 acme_ca_cert: None,
                 acme_challenges: DEFAULT_PREFERENCE.to_vec(),
+                log_format: LogFormat::Auto,
             }
         );
     }
@@ -226,6 +232,21 @@ mod tests {
                 .http_port,
             81
         );
+    }
+
+    #[test]
+    fn reads_the_log_format_when_given() {
+        assert_eq!(
+            run(&["--log-format=journal"], &[]).unwrap().log_format,
+            LogFormat::Journal
+        );
+        assert_eq!(
+            run(&["--log-format", "text"], &[]).unwrap().log_format,
+            LogFormat::Text
+        );
+        assert!(run(&["--log-format=xml"], &[])
+            .unwrap_err()
+            .contains("invalid log format \"xml\""));
     }
 
     #[test]

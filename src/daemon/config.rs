@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::control::BusChoice;
+use crate::logging::LogFormat;
 use crate::tls::acme::challenge_kind::ChallengeKind;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -23,4 +24,6 @@ pub struct RunConfig {
     pub acme_ca_cert: Option<PathBuf>,
     /// ACME challenges to answer, preferred first.
     pub acme_challenges: Vec<ChallengeKind>,
+    /// `auto`: the journal when stderr is journald's stream, else JSON on stdout.
+    pub log_format: LogFormat,
 }

@@ -1,17 +1,23 @@
 //! The daemon: startup and shutdown order.
 //!
-//! Start: logging, the rustls crypto provider, listeners bound (so a busy port fails before anything else happens),
-//! saved state and deploy locks restored, accept loops started (proxy and metrics), control
-//! interface served, `Server started`. The daemon owns the shared handles (metrics, event
-//! channel, locks) and passes them down; nothing is global.
-//! Stop (SIGTERM/SIGINT): stop accepting, let in-flight requests finish (10 s at most),
-//! close upgraded connections and the control interface, stop health checks, exit 0.
+//! Start: logging, the rustls crypto provider, listeners taken from systemd or bound (so a
+//! busy port fails before anything else happens), saved state and deploy locks restored,
+//! accept loops started (HTTP, HTTPS, metrics), control interface served, `Server started`
+//! and `READY=1` (then `STATUS=` and `WATCHDOG=1` while running). The daemon owns the shared
+//! handles (metrics, event channel, locks) and passes them down; nothing is global.
+//! Stop (SIGTERM/SIGINT): `STOPPING=1`, stop accepting, let in-flight requests finish
+//! (10 s at most), close upgraded connections and the control interface, stop health
+//! checks, exit 0. Under socket activation new connections wait in systemd's socket
+//! meanwhile, so a restart refuses none.
 //! Every task is spawned under a tracker and awaited; cancellation flows from one root token.
 
 mod config;
 mod listeners;
+mod notify;
+mod socket_activation;
 
 pub use config::RunConfig;
+use listeners::{ListenerSource, Listeners};
 
 use std::sync::Arc;
 
@@ -73,12 +79,22 @@ fn restore_locks(state_directory: &std::path::Path) -> DeployLocks {
 }
 
 pub async fn run(config: RunConfig) -> Result<(), String> {
-    crate::logging::init(config.debug);
+    let log = crate::logging::init(config.debug, config.log_format);
     crate::tls::install_crypto_provider();
-    let http = into_tokio(listeners::bind(&config.bind, config.http_port)?)?;
+    let Listeners {
+        http,
+        https,
+        source,
+    } = Listeners::take_or_bind(&config.bind, config.http_port, config.https_port)?;
+    let http = into_tokio(http)?;
     let http_port = first_port(&http).unwrap_or(config.http_port);
-    let https = into_tokio(listeners::bind(&config.bind, config.https_port)?)?;
+    let https = into_tokio(https)?;
     let https_port = first_port(&https).unwrap_or(config.https_port);
+    if https.is_empty() {
+        tracing::warn!(
+            "systemd passed no https socket (FileDescriptorName=https); HTTPS is not served"
+        );
+    }
 
     let metrics_listeners = match config.metrics_port {
         Some(port) => into_tokio(listeners::bind(&config.bind, port)?)?,
@@ -109,6 +125,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         port: http_port,
         scheme: "http",
         https_port,
+        log,
     };
     for listener in http {
         listener_tasks.spawn(proxy::serve(
@@ -123,6 +140,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         port: https_port,
         scheme: "https",
         https_port,
+        log,
     };
     for listener in https {
         listener_tasks.spawn(proxy::serve_tls(
@@ -154,13 +172,19 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             return Err(error);
         }
     };
-    tracing::info!(http = http_port, https = https_port, metrics = metrics_port, socket = %control.socket_path().display(), "Server started");
+    let systemd_sockets = source == ListenerSource::Systemd;
+    tracing::info!(http = http_port, https = https_port, metrics = metrics_port, socket = %control.socket_path().display(), systemd_sockets, "Server started");
+    notify::ready(&router);
+    let supervisor = tokio::spawn(notify::supervise(Arc::clone(&router), root.child_token()));
 
     let signal = shutdown_signal().await;
+    notify::stopping();
     tracing::info!("Server stopping");
     root.cancel();
     listener_tasks.close();
     listener_tasks.wait().await;
+    // The supervisor only ends by cancellation; a panic in it is already reported.
+    let _ = supervisor.await;
     handler.close_tunnels().await;
     control.close().await;
     router.shutdown().await;

@@ -1,27 +1,87 @@
-//! Log output: one JSON object per line on stdout, in the Go proxy's shape (`time`, `level`,
-//! `msg`, then fields), because Kamal's tooling and operators' log pipelines read that.
+//! Log output. By default one JSON object per line on stdout, in the Go proxy's shape
+//! (`time`, `level`, `msg`, then fields), because Kamal's tooling and operators' log
+//! pipelines read that. Under systemd (`JOURNAL_STREAM` names our stderr, or
+//! `--log-format=journal`) entries go to journald with structured fields instead;
+//! `--log-format=text` is for a person at a terminal.
 //!
-//! Lifecycle messages are `tracing` events formatted by `JsonLayer`; per-request lines are
-//! written directly through `JsonLine`, since their field set (`req_<header>`) is only
-//! known at deploy time.
+//! Lifecycle messages are `tracing` events (formatted by `JsonLayer`, `tracing-journald` or
+//! tracing's own text formatter); per-request lines are written directly by the request log
+//! through `RequestOutput`, since their field set (`req_<header>`) is only known at deploy
+//! time. The JSON path is the hot default and stays a single buffer and a single write.
 
+mod fields;
+mod format;
+mod journal;
 mod json_layer;
 mod json_line;
+mod text_line;
 
+pub use fields::LogFields;
+pub use format::{choose, stderr_id, LogFormat, LogTarget};
+pub use journal::{journal_field_name, JournalRecord, JournalSocket, PRIORITY_INFO};
 pub use json_layer::JsonLayer;
 pub use json_line::JsonLine;
+pub use text_line::TextLine;
 
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing::Level;
+use tracing_subscriber::filter::{filter_fn, FilterFn};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 
-/// Installs the JSON layer for this process; `debug` lowers the level to DEBUG.
-pub fn init(debug: bool) {
+/// Where request lines are written; chosen once at start-up and handed to each listener.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestOutput {
+    Json,
+    Text,
+    /// The socket lives as long as the process, like stdout does.
+    Journal(&'static JournalSocket),
+}
+
+/// Our own events at `level`; dependencies (zbus, hyper) only when they warn.
+fn ours_or_warnings(level: LevelFilter) -> FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    filter_fn(move |metadata| {
+        let ours = metadata.target().starts_with("kamal_proxy");
+        level >= *metadata.level() && (ours || *metadata.level() <= Level::WARN)
+    })
+}
+
+/// Installs logging for this process and says where request lines go. `debug` lowers the
+/// level to DEBUG. A journal that cannot be reached falls back to JSON, with a warning.
+pub fn init(debug: bool, format: LogFormat) -> RequestOutput {
     let level = if debug {
         LevelFilter::DEBUG
     } else {
         LevelFilter::INFO
     };
-    let subscriber = tracing_subscriber::registry().with(JsonLayer::new(level));
-    // A second init (tests that start the daemon in-process twice) keeps the first subscriber.
+    let journal_stream = std::env::var("JOURNAL_STREAM").ok();
+    let target = choose(format, journal_stream.as_deref(), stderr_id());
+    let (output, fallback_reason) = match target {
+        LogTarget::Json => (RequestOutput::Json, None),
+        LogTarget::Text => (RequestOutput::Text, None),
+        LogTarget::Journal => match (JournalSocket::connect(), tracing_journald::layer()) {
+            (Ok(socket), Ok(layer)) => {
+                let layer = layer
+                    .with_field_prefix(None)
+                    .with_filter(ours_or_warnings(level));
+                let subscriber = tracing_subscriber::registry().with(layer);
+                // A second init (tests that start the daemon in-process twice) keeps the first.
+                let _ = tracing::subscriber::set_global_default(subscriber);
+                // Lives as long as the process; leaked once, at start-up.
+                return RequestOutput::Journal(Box::leak(Box::new(socket)));
+            }
+            (Err(error), _) | (_, Err(error)) => (RequestOutput::Json, Some(error)),
+        },
+    };
+    let json = matches!(output, RequestOutput::Json).then(|| JsonLayer::new(level));
+    let text = matches!(output, RequestOutput::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stdout)
+            .with_filter(ours_or_warnings(level))
+    });
+    let subscriber = tracing_subscriber::registry().with(json).with(text);
     let _ = tracing::subscriber::set_global_default(subscriber);
+    if let Some(error) = fallback_reason {
+        tracing::warn!(error = %error, "Cannot write to the journal; logging JSON to stdout");
+    }
+    output
 }

@@ -6,12 +6,12 @@
 //! the same moment, with the same status and duration.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
-use crate::logging::JsonLine;
+use crate::logging::{JournalRecord, JsonLine, LogFields, RequestOutput, TextLine, PRIORITY_INFO};
 use crate::metrics::RequestMetrics;
 
 /// nginx's "client closed request": logged when the client left before its response was
@@ -28,6 +28,8 @@ pub struct ListenerInfo {
     pub scheme: &'static str,
     /// Where HTTPS is served, for http→https redirects.
     pub https_port: u16,
+    /// Where this listener's request lines are written (JSON stdout, text or the journal).
+    pub log: RequestOutput,
 }
 
 /// One client connection: the listener it came in on and the client's address.
@@ -140,7 +142,48 @@ impl RequestLog {
 
     pub fn write(self, bytes_sent: u64) {
         let duration = self.start.elapsed();
+        match self.listener.log {
+            RequestOutput::Json => {
+                let mut line = JsonLine::new("INFO", "Request");
+                self.fill(&mut line, bytes_sent, duration);
+                line.write_to_stdout();
+            }
+            RequestOutput::Text => {
+                let mut line = TextLine::new("INFO", "Request");
+                self.fill(&mut line, bytes_sent, duration);
+                line.write_to_stdout();
+            }
+            RequestOutput::Journal(journal) => {
+                let message = format!(
+                    "{} {}{} {}",
+                    self.method,
+                    self.host_without_port(),
+                    self.uri.path(),
+                    self.status.as_u16()
+                );
+                let mut record = JournalRecord::new(PRIORITY_INFO, &message);
+                self.fill(&mut record, bytes_sent, duration);
+                journal.send(record);
+            }
+        }
+        // Last: recording consumes the metrics handle.
         self.metrics.finish(self.status, duration);
+    }
+
+    /// The `Host` header without a numeric port, as Go logs it.
+    fn host_without_port(&self) -> &str {
+        let host = self
+            .host
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host, |(h, _)| h)
+    }
+
+    /// Every field of the line, in the Go proxy's order and with its names.
+    fn fill(&self, line: &mut impl LogFields, bytes_sent: u64, duration: Duration) {
         let text = |value: &Option<HeaderValue>| {
             value
                 .as_ref()
@@ -149,55 +192,138 @@ impl RequestLog {
                 .to_string()
         };
         let client_addr = self.client.ip().to_string();
-        let host = text(&self.host);
-        let host = host
-            .rsplit_once(':')
-            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-            .map_or(host.as_str(), |(h, _)| h);
-        let mut line = JsonLine::new("INFO", "Request");
-        line.str("host", host)
-            .u64("port", u64::from(self.listener.port))
-            .str("path", self.uri.path())
-            .str("request_id", self.request_id.to_str().unwrap_or(""))
-            .u64("status", u64::from(self.status.as_u16()))
-            .str("service", self.service.as_deref().unwrap_or(""))
-            .str("target", self.target.as_deref().unwrap_or(""))
-            .u64(
-                "duration",
-                u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
-            )
-            .str("method", self.method.as_str())
-            .i64(
-                "req_content_length",
-                text(&self.req_content_length).parse().unwrap_or(0),
-            )
-            .str("req_content_type", &text(&self.req_content_type))
-            .u64("resp_content_length", bytes_sent)
-            .str("resp_content_type", &text(&self.resp_content_type))
-            .str("client_addr", &client_addr)
-            .str("client_port", &self.client.port().to_string())
-            .str(
-                "remote_addr",
-                self.forwarded_for
-                    .as_ref()
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or(&client_addr),
-            )
-            .str("user_agent", &text(&self.user_agent))
-            .str(
-                "proto",
-                match self.version {
-                    Version::HTTP_10 => "HTTP/1.0",
-                    Version::HTTP_2 => "HTTP/2.0",
-                    Version::HTTP_3 => "HTTP/3.0",
-                    _ => "HTTP/1.1",
-                },
-            )
-            .str("scheme", self.listener.scheme)
-            .str("query", self.uri.query().unwrap_or(""));
+        line.str("host", self.host_without_port());
+        line.u64("port", u64::from(self.listener.port));
+        line.str("path", self.uri.path());
+        line.str("request_id", self.request_id.to_str().unwrap_or(""));
+        line.u64("status", u64::from(self.status.as_u16()));
+        line.str("service", self.service.as_deref().unwrap_or(""));
+        line.str("target", self.target.as_deref().unwrap_or(""));
+        line.duration("duration", duration);
+        line.str("method", self.method.as_str());
+        line.i64(
+            "req_content_length",
+            text(&self.req_content_length).parse().unwrap_or(0),
+        );
+        line.str("req_content_type", &text(&self.req_content_type));
+        line.u64("resp_content_length", bytes_sent);
+        line.str("resp_content_type", &text(&self.resp_content_type));
+        line.str("client_addr", &client_addr);
+        line.str("client_port", &self.client.port().to_string());
+        line.str(
+            "remote_addr",
+            self.forwarded_for
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(&client_addr),
+        );
+        line.str("user_agent", &text(&self.user_agent));
+        line.str(
+            "proto",
+            match self.version {
+                Version::HTTP_10 => "HTTP/1.0",
+                Version::HTTP_2 => "HTTP/2.0",
+                Version::HTTP_3 => "HTTP/3.0",
+                _ => "HTTP/1.1",
+            },
+        );
+        line.str("scheme", self.listener.scheme);
+        line.str("query", self.uri.query().unwrap_or(""));
         for (name, value) in &self.extra {
             line.str(name, value);
         }
-        line.write_to_stdout();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logging::LogFields;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    /// Collects what `fill` writes, as the journal would name it.
+    #[derive(Default)]
+    struct Fields(BTreeMap<String, String>);
+
+    impl LogFields for Fields {
+        fn str(&mut self, key: &str, value: &str) {
+            self.0.insert(key.to_string(), value.to_string());
+        }
+        fn u64(&mut self, key: &str, value: u64) {
+            self.0.insert(key.to_string(), value.to_string());
+        }
+        fn i64(&mut self, key: &str, value: i64) {
+            self.0.insert(key.to_string(), value.to_string());
+        }
+        fn duration(&mut self, key: &str, value: Duration) {
+            self.0
+                .insert(format!("{key}_usec"), value.as_micros().to_string());
+        }
+    }
+
+    fn sample_log() -> RequestLog {
+        let request = Request::get("/app/x?q=1")
+            .header("host", "web.test:8080")
+            .header("user-agent", "curl")
+            .body(())
+            .unwrap();
+        let peer = Peer {
+            listener: ListenerInfo {
+                port: 80,
+                scheme: "http",
+                https_port: 443,
+                log: RequestOutput::Json,
+            },
+            client: "192.0.2.7:5555".parse().unwrap(),
+        };
+        let mut log = RequestLog::new(
+            &request,
+            peer,
+            Instant::now(),
+            HeaderValue::from_static("req-1"),
+            crate::metrics::RequestMetrics::excluded(),
+        );
+        log.service = Some("web".to_string());
+        log.target = Some("127.0.0.1:3000".to_string());
+        log.record_response(StatusCode::BAD_GATEWAY, &HeaderMap::new(), &[]);
+        log
+    }
+
+    #[test]
+    fn fills_every_output_with_the_go_field_names() {
+        let mut fields = Fields::default();
+        sample_log().fill(&mut fields, 42, Duration::from_millis(5));
+        let get = |key: &str| fields.0.get(key).map(String::as_str);
+        assert_eq!(get("host"), Some("web.test"));
+        assert_eq!(get("path"), Some("/app/x"));
+        assert_eq!(get("query"), Some("q=1"));
+        assert_eq!(get("status"), Some("502"));
+        assert_eq!(get("service"), Some("web"));
+        assert_eq!(get("target"), Some("127.0.0.1:3000"));
+        assert_eq!(get("request_id"), Some("req-1"));
+        assert_eq!(get("method"), Some("GET"));
+        assert_eq!(get("resp_content_length"), Some("42"));
+        assert!(get("duration_usec").is_some());
+    }
+
+    #[test]
+    fn names_journal_fields_in_upper_case_when_writing_to_the_journal() {
+        let mut record = JournalRecord::new(PRIORITY_INFO, "GET web.test/app/x 502");
+        sample_log().fill(&mut record, 42, Duration::from_millis(5));
+        let text = String::from_utf8_lossy(record.as_bytes()).to_string();
+        for field in [
+            "SERVICE=web\n",
+            "TARGET=127.0.0.1:3000\n",
+            "REQUEST_ID=req-1\n",
+            "STATUS=502\n",
+            "METHOD=GET\n",
+            "PATH=/app/x\n",
+            "HOST=web.test\n",
+            "DURATION_USEC=",
+            "CLIENT_ADDR=192.0.2.7\n",
+        ] {
+            assert!(text.contains(field), "{field} missing from {text}");
+        }
     }
 }

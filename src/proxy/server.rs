@@ -5,12 +5,14 @@
 //! holds up the accept loop) as HTTP/2 or HTTP/1.1 by ALPN. An `acme-tls/1` handshake is
 //! a TLS-ALPN-01 validation: it ends once the handshake has shown the challenge certificate.
 //! At shutdown the listener stops accepting, each connection is told to finish its current
-//! request and close (idle keep-alive connections close at once), and requests in flight
+//! request and close (idle keep-alive connections close at once; a new one that has not
+//! sent its first request yet gets `FIRST_REQUEST_GRACE` to do so), and requests in flight
 //! get up to `SHUTDOWN_GRACE` to finish.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,10 +34,18 @@ use crate::tls::{HttpsAcceptor, ACME_TLS_ALPN};
 /// How long in-flight requests may run after shutdown begins (Go's limit).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// The hyper service of one connection: every request goes through `handler`.
+/// How long a connection accepted before shutdown may take to send its first request.
+/// hyper's graceful shutdown closes a connection it has read nothing from at once, which
+/// would fail a client that connected just before SIGTERM and whose request is still on its
+/// way: `systemctl restart` must not lose it.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// The hyper service of one connection: every request goes through `handler`, and the first
+/// one cancels `first_request`.
 fn connection_service(
     handler: Arc<Handler>,
     peer: Peer,
+    first_request: CancellationToken,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
     Response = http::Response<ProxyBody>,
@@ -43,9 +53,43 @@ fn connection_service(
     Future = impl Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send,
 > + Clone {
     service_fn(move |request| {
+        if !first_request.is_cancelled() {
+            first_request.cancel();
+        }
         let handler = Arc::clone(&handler);
         async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
     })
+}
+
+/// Runs a served connection to its end. At shutdown a connection that has not sent its first
+/// request gets `FIRST_REQUEST_GRACE`, then every connection is asked to finish and close.
+async fn drive<C, E>(
+    connection: C,
+    graceful_shutdown: fn(Pin<&mut C>),
+    shutdown: CancellationToken,
+    first_request: CancellationToken,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.cancelled() => 'shutdown: {
+            if !first_request.is_cancelled() {
+                tokio::select! {
+                    result = connection.as_mut() => break 'shutdown result,
+                    () = first_request.cancelled() => {}
+                    () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+                }
+            }
+            graceful_shutdown(connection.as_mut());
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(error = %error, "Connection ended with an error");
+    }
 }
 
 /// Accepts until `shutdown`, handing each connection to `serve_connection` in a tracked
@@ -93,34 +137,26 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     accept_loop(listener, shutdown, move |stream, client, shutdown| {
-        let service = connection_service(
-            Arc::clone(&handler),
-            Peer {
-                listener: info,
-                client,
-            },
-        );
-        async move {
-            // hyper answers 431 to a request head over its read buffer limit (about 400 KiB).
-            // Go allows 1 MiB, but raising the limit lets every busy upload's read buffer grow
-            // to it too (measured: about 1.7 MiB more per connection), and heads that large
-            // are refused long before by browsers and CDNs anyway.
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(error = %error, "Connection ended with an error");
-            }
-        }
+        let first_request = CancellationToken::new();
+        let peer = Peer {
+            listener: info,
+            client,
+        };
+        let service = connection_service(Arc::clone(&handler), peer, first_request.clone());
+        // hyper answers 431 to a request head over its read buffer limit (about 400 KiB).
+        // Go allows 1 MiB, but raising the limit lets every busy upload's read buffer grow
+        // to it too (measured: about 1.7 MiB more per connection), and heads that large
+        // are refused long before by browsers and CDNs anyway.
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        drive(
+            connection,
+            |c| c.graceful_shutdown(),
+            shutdown,
+            first_request,
+        )
     })
     .await;
 }
@@ -135,13 +171,12 @@ pub async fn serve_tls(
     shutdown: CancellationToken,
 ) {
     accept_loop(listener, shutdown, move |stream, client, shutdown| {
-        let service = connection_service(
-            Arc::clone(&handler),
-            Peer {
-                listener: info,
-                client,
-            },
-        );
+        let first_request = CancellationToken::new();
+        let peer = Peer {
+            listener: info,
+            client,
+        };
+        let service = connection_service(Arc::clone(&handler), peer, first_request.clone());
         let acceptor = Arc::clone(&acceptor);
         async move {
             let mut stream = tokio::select! {
@@ -162,17 +197,13 @@ pub async fn serve_tls(
             builder.http1().timer(TokioTimer::new());
             builder.http2().timer(TokioTimer::new());
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(error = %error, "Connection ended with an error");
-            }
+            drive(
+                connection,
+                |c| c.graceful_shutdown(),
+                shutdown,
+                first_request,
+            )
+            .await;
         }
     })
     .await;

@@ -1,0 +1,78 @@
+//! `TextLine`: one human-readable `key=value` line on stdout (`run --log-format=text`), for
+//! someone watching a terminal rather than a log pipeline.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::{Duration, SystemTime};
+
+use super::LogFields;
+
+pub struct TextLine {
+    buffer: String,
+}
+
+impl TextLine {
+    pub fn new(level: &str, message: &str) -> Self {
+        let mut buffer = String::with_capacity(256);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            buffer,
+            "{} {level:>5} {message}",
+            humantime::format_rfc3339_millis(SystemTime::now())
+        );
+        TextLine { buffer }
+    }
+
+    pub fn finish(mut self) -> String {
+        self.buffer.push('\n');
+        self.buffer
+    }
+
+    /// Writes the line in one call, so concurrent lines never interleave.
+    pub fn write_to_stdout(self) {
+        let line = self.finish();
+        // A closed stdout must not take the proxy down; the line is lost either way.
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
+}
+
+impl LogFields for TextLine {
+    fn str(&mut self, key: &str, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        if value.contains(|c: char| c.is_whitespace() || c == '"' || c.is_control()) {
+            let _ = write!(self.buffer, " {key}={value:?}");
+        } else {
+            let _ = write!(self.buffer, " {key}={value}");
+        }
+    }
+    fn u64(&mut self, key: &str, value: u64) {
+        let _ = write!(self.buffer, " {key}={value}");
+    }
+    fn i64(&mut self, key: &str, value: i64) {
+        let _ = write!(self.buffer, " {key}={value}");
+    }
+    fn duration(&mut self, key: &str, value: Duration) {
+        let _ = write!(self.buffer, " {key}={value:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_values_with_spaces_and_skips_empty_ones() {
+        let mut line = TextLine::new("INFO", "Request");
+        line.str("path", "/a b");
+        line.str("query", "");
+        line.u64("status", 200);
+        line.duration("duration", Duration::from_micros(1500));
+        let text = line.finish();
+        assert!(
+            text.ends_with(" INFO Request path=\"/a b\" status=200 duration=1.5ms\n"),
+            "{text}"
+        );
+    }
+}
