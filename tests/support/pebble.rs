@@ -5,8 +5,11 @@
 //! under a certificate from a fresh [`TestCa`] (pass [`Pebble::ca_cert_path`] to
 //! `run --acme-ca-cert`). It is made first and started once the proxy has reported its
 //! ports ([`Pebble::start`]), because pebble validates HTTP-01 and TLS-ALPN-01 on them.
-//! Validation is immediate (`PEBBLE_VA_NOSLEEP`) and every nonce is accepted
-//! (`PEBBLE_WFE_NONCEREJECT=0`). Killed on drop.
+//! Validation is immediate (`PEBBLE_VA_NOSLEEP`), every nonce is accepted
+//! (`PEBBLE_WFE_NONCEREJECT=0`), and valid authorizations are never reused
+//! (`PEBBLE_AUTHZREUSE=0`: pebble's default reuses half of them, so a renewal would skip
+//! validation at random and tests of failed validations would wait a lifetime more). Killed
+//! on drop.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -115,6 +118,7 @@ impl Pebble {
                 .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
                 .env("PEBBLE_VA_NOSLEEP", "1")
                 .env("PEBBLE_WFE_NONCEREJECT", "0")
+                .env("PEBBLE_AUTHZREUSE", "0")
                 .current_dir(self.dir.path())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
