@@ -165,7 +165,10 @@ async fn serves_on_sockets_passed_by_systemd_without_binding_its_own() {
     let started = daemon.wait_for("Server started");
     assert_eq!(started["http"], http_port, "{started}");
     assert_eq!(started["systemd_sockets"], true, "{started}");
-    assert_eq!(started["https"], https_port, "the https socket passed is served: {started}");
+    assert_eq!(
+        started["https"], https_port,
+        "the https socket passed is served: {started}"
+    );
 
     let backend = Backend::start("app").await;
     let target = format!("--target={}", backend.target());
