@@ -66,6 +66,7 @@ async fn work(
         shared.metrics,
         shutdown.clone(),
     ));
+    let flusher = tokio::spawn(crate::logging::flush_periodically(shutdown.clone()));
     let loops = TaskTracker::new();
     let tokio_listener = |listener| match TcpListener::from_std(listener) {
         Ok(listener) => Some(listener),
@@ -94,6 +95,9 @@ async fn work(
     loops.close();
     loops.wait().await;
     handler.close_tunnels().await;
+    // Last: lines of requests that ended while draining.
+    let _ = flusher.await;
+    crate::logging::flush();
 }
 
 impl DataPlane {
