@@ -2,7 +2,8 @@
 //!
 //! Start: logging, the rustls crypto provider, listeners taken from systemd or bound (so a
 //! busy port fails before anything else happens), saved state and deploy locks restored,
-//! accept loops started (HTTP, HTTPS, metrics), control interface served, `Server started`
+//! the data plane's worker threads started (one per core, see `data_plane`) and the metrics
+//! accept loop, control interface served, `Server started`
 //! and `READY=1` (then `STATUS=` and `WATCHDOG=1` while running). The daemon owns the shared
 //! handles (metrics, event channel, locks) and passes them down; nothing is global.
 //! Stop (SIGTERM/SIGINT): `STOPPING=1`, stop accepting, let in-flight requests finish
@@ -12,6 +13,7 @@
 //! Every task is spawned under a tracker and awaited; cancellation flows from one root token.
 
 mod config;
+mod data_plane;
 mod listeners;
 mod notify;
 mod socket_activation;
@@ -29,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use crate::control::{ControlApi, ControlServer};
 use crate::lock::{self, DeployLocks};
 use crate::metrics::{self, Metrics};
-use crate::proxy::{self, Handler, ListenerInfo};
+use crate::proxy::ListenerInfo;
 use crate::router::Router;
 use crate::state::StateFile;
 use crate::tls::acme::{AcmeConfig, AcmeManager};
@@ -55,7 +57,7 @@ fn into_tokio(listeners: Vec<std::net::TcpListener>) -> Result<Vec<TcpListener>,
 }
 
 /// The port the first listener got (the kernel's choice when asked for port 0).
-fn first_port(listeners: &[TcpListener]) -> Option<u16> {
+fn first_port(listeners: &[std::net::TcpListener]) -> Option<u16> {
     listeners
         .first()
         .and_then(|l| l.local_addr().ok())
@@ -86,9 +88,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         https,
         source,
     } = Listeners::take_or_bind(&config.bind, config.http_port, config.https_port)?;
-    let http = into_tokio(http)?;
     let http_port = first_port(&http).unwrap_or(config.http_port);
-    let https = into_tokio(https)?;
     let https_port = first_port(&https).unwrap_or(config.https_port);
     if https.is_empty() {
         tracing::warn!(
@@ -97,7 +97,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     }
 
     let metrics_listeners = match config.metrics_port {
-        Some(port) => into_tokio(listeners::bind(&config.bind, port)?)?,
+        Some(port) => listeners::bind(&config.bind, port)?,
         None => Vec::new(),
     };
 
@@ -115,43 +115,32 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     router.restore().await;
 
     let metrics = Arc::new(Metrics::default());
-    let handler = Arc::new(Handler::new(
-        Arc::clone(&router),
-        Arc::clone(&metrics),
-        root.child_token(),
-    ));
+    let sockets = data_plane::Sockets {
+        http,
+        https,
+        http_info: ListenerInfo {
+            port: http_port,
+            scheme: "http",
+            https_port,
+            log,
+        },
+        https_info: ListenerInfo {
+            port: https_port,
+            scheme: "https",
+            https_port,
+            log,
+        },
+    };
+    let shared = data_plane::Shared {
+        router: Arc::clone(&router),
+        metrics: Arc::clone(&metrics),
+        tls: Arc::new(HttpsAcceptor::new(Arc::clone(&router))),
+    };
+    let data_plane = data_plane::DataPlane::start(&sockets, &shared, &root)?;
+    drop(sockets);
     let listener_tasks = TaskTracker::new();
-    let info = ListenerInfo {
-        port: http_port,
-        scheme: "http",
-        https_port,
-        log,
-    };
-    for listener in http {
-        listener_tasks.spawn(proxy::serve(
-            listener,
-            Arc::clone(&handler),
-            info,
-            root.child_token(),
-        ));
-    }
-    let tls = Arc::new(HttpsAcceptor::new(Arc::clone(&router)));
-    let info = ListenerInfo {
-        port: https_port,
-        scheme: "https",
-        https_port,
-        log,
-    };
-    for listener in https {
-        listener_tasks.spawn(proxy::serve_tls(
-            listener,
-            Arc::clone(&handler),
-            info,
-            Arc::clone(&tls),
-            root.child_token(),
-        ));
-    }
     let metrics_port = first_port(&metrics_listeners);
+    let metrics_listeners = into_tokio(metrics_listeners)?;
     for listener in metrics_listeners {
         listener_tasks.spawn(metrics::serve(
             listener,
@@ -169,6 +158,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             root.cancel();
             listener_tasks.close();
             listener_tasks.wait().await;
+            data_plane.join().await;
             return Err(error);
         }
     };
@@ -183,9 +173,9 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     root.cancel();
     listener_tasks.close();
     listener_tasks.wait().await;
+    data_plane.join().await;
     // The supervisor only ends by cancellation; a panic in it is already reported.
     let _ = supervisor.await;
-    handler.close_tunnels().await;
     control.close().await;
     router.shutdown().await;
     tracing::info!("Server stopped");

@@ -1,7 +1,6 @@
 //! `JsonLine`: builds one JSON log line without intermediate maps, then writes it whole.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::time::SystemTime;
 
 pub struct JsonLine {
@@ -62,11 +61,14 @@ impl JsonLine {
         self.buffer
     }
 
-    /// Writes the line to stdout in one call, so concurrent lines never interleave.
+    /// Writes the line now, in one call, so concurrent lines never interleave.
     pub fn write_to_stdout(self) {
-        let line = self.finish();
-        // A closed stdout must not take the proxy down; the line is lost either way.
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        super::batch::write_now(self.finish().as_bytes());
+    }
+
+    /// Queues the line with this thread's others (request lines; see `batch`).
+    pub fn write_batched(self) {
+        super::batch::write_batched(&self.finish());
     }
 }
 

@@ -9,6 +9,7 @@
 //! through `RequestOutput`, since their field set (`req_<header>`) is only known at deploy
 //! time. The JSON path is the hot default and stays a single buffer and a single write.
 
+mod batch;
 mod fields;
 mod format;
 mod journal;
@@ -16,6 +17,7 @@ mod json_layer;
 mod json_line;
 mod text_line;
 
+pub use batch::{flush, flush_periodically};
 pub use fields::LogFields;
 pub use format::{choose, stderr_id, LogFormat, LogTarget};
 pub use journal::{journal_field_name, JournalRecord, JournalSocket, PRIORITY_INFO};

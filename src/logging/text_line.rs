@@ -2,7 +2,6 @@
 //! someone watching a terminal rather than a log pipeline.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
 use super::LogFields;
@@ -28,11 +27,14 @@ impl TextLine {
         self.buffer
     }
 
-    /// Writes the line in one call, so concurrent lines never interleave.
+    /// Writes the line now, in one call, so concurrent lines never interleave.
     pub fn write_to_stdout(self) {
-        let line = self.finish();
-        // A closed stdout must not take the proxy down; the line is lost either way.
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        super::batch::write_now(self.finish().as_bytes());
+    }
+
+    /// Queues the line with this thread's others (request lines; see `batch`).
+    pub fn write_batched(self) {
+        super::batch::write_batched(&self.finish());
     }
 }
 

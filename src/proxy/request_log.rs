@@ -146,12 +146,12 @@ impl RequestLog {
             RequestOutput::Json => {
                 let mut line = JsonLine::new("INFO", "Request");
                 self.fill(&mut line, bytes_sent, duration);
-                line.write_to_stdout();
+                line.write_batched();
             }
             RequestOutput::Text => {
                 let mut line = TextLine::new("INFO", "Request");
                 self.fill(&mut line, bytes_sent, duration);
-                line.write_to_stdout();
+                line.write_batched();
             }
             RequestOutput::Journal(journal) => {
                 let message = format!(
