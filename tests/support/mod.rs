@@ -1077,34 +1077,50 @@ impl HttpClient {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Response, String> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("http://127.0.0.1:{}{path}", self.port))
-            .header("host", host);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
+        let uri = format!("http://127.0.0.1:{}{path}", self.port);
+        let request = empty_request(method, &uri, host, headers)?;
         let exchange = async {
             let response = self
                 .inner
                 .request(request)
                 .await
                 .map_err(|e| format!("{e:?}"))?;
-            let (parts, body) = response.into_parts();
-            let body = body.collect().await.map_err(|e| format!("{e:?}"))?;
-            Ok(Response {
-                status: parts.status,
-                headers: parts.headers,
-                body: String::from_utf8_lossy(&body.to_bytes()).into_owned(),
-            })
+            collect(response).await
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
             .map_err(|_| format!("no response within {REQUEST_TIMEOUT:?}"))?
     }
+}
+
+/// A request without a body, with `Host: host` and the extra headers.
+fn empty_request(
+    method: Method,
+    uri: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> Result<Request<Full<Bytes>>, String> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", host);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())
+}
+
+/// Reads the whole response.
+async fn collect(response: hyper::Response<hyper::body::Incoming>) -> Result<Response, String> {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| format!("{e:?}"))?;
+    Ok(Response {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    })
 }
 
 /// `GET path` with `Host: host` on a fresh connection.
@@ -1142,27 +1158,12 @@ pub async fn try_send(
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(connection);
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", host);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
+        let request = empty_request(method, path, host, headers)?;
         let response = sender
             .send_request(request)
             .await
             .map_err(|e| format!("{e:?}"))?;
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| format!("{e:?}"))?;
-        Ok(Response {
-            status: parts.status,
-            headers: parts.headers,
-            body: String::from_utf8_lossy(&body.to_bytes()).into_owned(),
-        })
+        collect(response).await
     };
     tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
