@@ -245,7 +245,13 @@ async fn refuses_bad_or_busy_metrics_ports() {
                 "KAMAL_PROXY_SOCKET",
                 proxy.socket_path().with_extension("other"),
             )
-            .args(["--bus=none", "run", "--http-port=0", "--bind=127.0.0.1"])
+            .args([
+                "--bus=none",
+                "run",
+                "--http-port=0",
+                "--https-port=0",
+                "--bind=127.0.0.1",
+            ])
             .args(args);
         command.output().expect("run the daemon")
     };

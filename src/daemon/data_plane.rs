@@ -67,6 +67,7 @@ async fn work(
         shutdown.clone(),
     ));
     let flusher = tokio::spawn(crate::logging::flush_periodically(shutdown.clone()));
+    tokio::spawn(Arc::clone(&handler).sweep_idle_upstreams(shutdown.clone()));
     let loops = TaskTracker::new();
     let tokio_listener = |listener| match TcpListener::from_std(listener) {
         Ok(listener) => Some(listener),

@@ -16,6 +16,7 @@ mod journal;
 mod json_layer;
 mod json_line;
 mod text_line;
+mod timestamp;
 
 pub use batch::{flush, flush_periodically};
 pub use fields::LogFields;

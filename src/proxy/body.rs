@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::relay_body::RelayBody;
+use super::relay_body::ResponseBody;
 use super::request_log::RequestLog;
 use crate::service::target::InflightGuard;
 
@@ -24,7 +24,7 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 enum Kind {
     Full(Option<Bytes>),
     Upstream {
-        body: RelayBody,
+        body: ResponseBody,
         cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
         _guard: InflightGuard,
     },
@@ -48,7 +48,7 @@ impl ProxyBody {
         }
     }
 
-    pub fn upstream(body: RelayBody, guard: InflightGuard, log: RequestLog) -> Self {
+    pub fn upstream(body: ResponseBody, guard: InflightGuard, log: RequestLog) -> Self {
         let cancelled = Box::pin(guard.tokens().requests.clone().cancelled_owned());
         ProxyBody {
             kind: Kind::Upstream {

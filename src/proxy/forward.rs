@@ -10,42 +10,23 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::error_chain::error_chain;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::relay_body::{RelayBody, RelayError};
+use super::relay_body::{RelayBody, RelayError, ResponseBody};
 use super::request_log::CLIENT_CLOSED_REQUEST;
 use super::spill_buffer::SpillDir;
+use super::upstream_pool::{UpstreamError, UpstreamPool};
 use super::{request_buffer, response_buffer};
 use crate::service::options::TargetOptions;
 use crate::service::target::InflightGuard;
-
-pub type UpstreamClient = Client<HttpConnector, RelayBody>;
-
-/// Keep-alive connections per target, enough for a busy app server's worker pool.
-const MAX_IDLE_PER_TARGET: usize = 256;
-/// Drop pooled connections the app has not used for this long, before it drops them itself.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-pub fn upstream_client() -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(MAX_IDLE_PER_TARGET)
-        .pool_idle_timeout(IDLE_TIMEOUT)
-        .build(connector)
-}
 
 #[derive(Debug)]
 pub enum ForwardError {
@@ -123,7 +104,7 @@ impl ForwardError {
 
     /// A failed exchange: the body we were sending may be what failed, and then whose fault
     /// it was decides the status; otherwise the target is to blame.
-    fn from_exchange(error: &hyper_util::client::legacy::Error) -> Self {
+    fn from_exchange(error: &UpstreamError) -> Self {
         let mut source = std::error::Error::source(error);
         while let Some(cause) = source {
             match cause.downcast_ref::<RelayError>() {
@@ -136,45 +117,43 @@ impl ForwardError {
     }
 }
 
-/// Points the request at the target: absolute URI for the client, HTTP/1.1 upstream.
-pub fn retarget<B>(request: &mut Request<B>, authority: &Authority, path: PathAndQuery) {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority.clone());
-    parts.path_and_query = Some(path);
-    // Infallible: scheme, authority and path are all present and individually valid.
-    *request.uri_mut() = Uri::from_parts(parts).expect("complete URI parts");
+/// Points the request at the target's path: origin-form URI, HTTP/1.1 upstream (the
+/// connection, chosen by the pool, says which target).
+pub fn retarget<B>(request: &mut Request<B>, path: PathAndQuery) {
+    *request.uri_mut() = Uri::from(path);
     *request.version_mut() = Version::HTTP_11;
 }
 
 /// Sends `request` to the target and returns its response, buffering either body as
 /// `options` say; a drain deadline cuts the whole exchange short.
 pub async fn send(
-    client: &UpstreamClient,
+    pool: &UpstreamPool,
     request: Request<Incoming>,
     options: &TargetOptions,
     spill_dir: &Arc<SpillDir>,
     guard: &InflightGuard,
-) -> Result<Response<RelayBody>, ForwardError> {
+) -> Result<Response<ResponseBody>, ForwardError> {
+    let target = guard.target().authority();
     tokio::select! {
-        result = exchange(client, request, options, spill_dir) => result,
+        result = exchange(pool, target, request, options, spill_dir) => result,
         () = guard.tokens().requests.cancelled() => Err(ForwardError::Drained),
     }
 }
 
 async fn exchange(
-    client: &UpstreamClient,
+    pool: &UpstreamPool,
+    target: &Authority,
     request: Request<Incoming>,
     options: &TargetOptions,
     spill_dir: &Arc<SpillDir>,
-) -> Result<Response<RelayBody>, ForwardError> {
+) -> Result<Response<ResponseBody>, ForwardError> {
     let request = if options.buffer_requests {
         request_buffer::buffer(request, options, spill_dir).await?
     } else {
         request.map(RelayBody::Streamed)
     };
     let response =
-        match tokio::time::timeout(options.response_timeout, client.request(request)).await {
+        match tokio::time::timeout(options.response_timeout, pool.send(target, request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => return Err(ForwardError::from_exchange(&error)),
             Err(_) => return Err(ForwardError::Timeout),

@@ -23,11 +23,12 @@ use super::body::ProxyBody;
 use super::client_ip::apply_client_ip_header;
 use super::cookie_scope::scope_cookie_paths;
 use super::error_page;
-use super::forward::{self, UpstreamClient};
+use super::forward;
 use super::headers::{self, ForwardedFor};
 use super::redirect::{self, RedirectRule};
 use super::request_log::{Peer, RequestLog};
 use super::spill_buffer::SpillDir;
+use super::upstream_pool::{self, UpstreamPool};
 use crate::control::PathPrefix;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::router::Router;
@@ -47,7 +48,8 @@ const CLAIM_ATTEMPTS: usize = 3;
 pub struct Handler {
     router: Arc<Router>,
     metrics: Arc<Metrics>,
-    client: UpstreamClient,
+    /// This thread's keep-alive connections to the targets.
+    upstreams: UpstreamPool,
     /// Where buffered bodies too big for memory go.
     spill_dir: Arc<SpillDir>,
     /// Upgraded connections, closed at shutdown.
@@ -153,10 +155,22 @@ impl Handler {
         Handler {
             router,
             metrics,
-            client: forward::upstream_client(),
+            upstreams: UpstreamPool::default(),
             spill_dir: Arc::new(SpillDir::from_env()),
             tunnels: TaskTracker::new(),
             shutdown,
+        }
+    }
+
+    /// Closes idle target connections that expired or that the target closed, every
+    /// `SWEEP_INTERVAL` until `shutdown`.
+    pub async fn sweep_idle_upstreams(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(upstream_pool::SWEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => self.upstreams.sweep(),
+                () = shutdown.cancelled() => break,
+            }
         }
     }
 
@@ -337,10 +351,10 @@ impl Handler {
                 trust_client: service.target_options.forward_headers,
             },
         );
-        forward::retarget(&mut request, target.authority(), route.upstream_path);
+        forward::retarget(&mut request, route.upstream_path);
 
         let mut response = match forward::send(
-            &self.client,
+            &self.upstreams,
             request,
             &service.target_options,
             &self.spill_dir,

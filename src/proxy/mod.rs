@@ -11,6 +11,7 @@ mod error_page;
 mod forward;
 mod handler;
 mod headers;
+mod ip_text;
 mod redirect;
 mod relay_body;
 mod request_buffer;
@@ -18,6 +19,8 @@ mod request_log;
 mod response_buffer;
 mod server;
 mod spill_buffer;
+mod upstream_body;
+mod upstream_pool;
 
 pub use handler::Handler;
 pub use request_log::ListenerInfo;

@@ -3,7 +3,7 @@
 //!
 //! One type serves both directions, so the upstream client and `ProxyBody` each take a
 //! single body type whether buffering is on or off. The streamed case is a thin wrapper
-//! around hyper's `Incoming`, which keeps the unbuffered path as cheap as before. Its
+//! around the peer's body, which keeps the unbuffered path as cheap as before. Its
 //! error says which side failed, so a broken client body can be told from a broken target.
 
 use std::io;
@@ -15,11 +15,17 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::spill_buffer::SpilledBody;
+use super::upstream_body::UpstreamBody;
 
-pub enum RelayBody {
-    Streamed(Incoming),
+/// `B` is the streamed body: the client's `Incoming` on the way up, the target's
+/// `UpstreamBody` on the way down.
+pub enum RelayBody<B = Incoming> {
+    Streamed(B),
     Buffered(SpilledBody),
 }
+
+/// A response body as it comes back from a target.
+pub type ResponseBody = RelayBody<UpstreamBody>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -31,7 +37,10 @@ pub enum RelayError {
     Spill(#[source] io::Error),
 }
 
-impl Body for RelayBody {
+impl<B> Body for RelayBody<B>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
     type Data = Bytes;
     type Error = RelayError;
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
+use super::ip_text::IpText;
 use crate::logging::{JournalRecord, JsonLine, LogFields, RequestOutput, TextLine, PRIORITY_INFO};
 use crate::metrics::RequestMetrics;
 
@@ -73,6 +74,11 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> String {
         .filter_map(|v| v.to_str().ok())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A header's value as logged: empty when absent or not visible ASCII.
+fn text(value: &Option<HeaderValue>) -> &str {
+    value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 impl RequestLog {
@@ -184,14 +190,7 @@ impl RequestLog {
 
     /// Every field of the line, in the Go proxy's order and with its names.
     fn fill(&self, line: &mut impl LogFields, bytes_sent: u64, duration: Duration) {
-        let text = |value: &Option<HeaderValue>| {
-            value
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string()
-        };
-        let client_addr = self.client.ip().to_string();
+        let client_addr = IpText::new(self.client.ip());
         line.str("host", self.host_without_port());
         line.u64("port", u64::from(self.listener.port));
         line.str("path", self.uri.path());
@@ -205,19 +204,22 @@ impl RequestLog {
             "req_content_length",
             text(&self.req_content_length).parse().unwrap_or(0),
         );
-        line.str("req_content_type", &text(&self.req_content_type));
+        line.str("req_content_type", text(&self.req_content_type));
         line.u64("resp_content_length", bytes_sent);
-        line.str("resp_content_type", &text(&self.resp_content_type));
-        line.str("client_addr", &client_addr);
-        line.str("client_port", &self.client.port().to_string());
+        line.str("resp_content_type", text(&self.resp_content_type));
+        line.str("client_addr", client_addr.as_str());
+        line.str(
+            "client_port",
+            itoa::Buffer::new().format(self.client.port()),
+        );
         line.str(
             "remote_addr",
             self.forwarded_for
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or(&client_addr),
+                .unwrap_or(client_addr.as_str()),
         );
-        line.str("user_agent", &text(&self.user_agent));
+        line.str("user_agent", text(&self.user_agent));
         line.str(
             "proto",
             match self.version {

@@ -8,24 +8,23 @@
 
 use std::sync::Arc;
 
+use super::forward::ForwardError;
+use super::relay_body::{RelayBody, ResponseBody};
+use super::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
+use super::upstream_body::UpstreamBody;
+use crate::error_chain::error_chain;
+use crate::service::options::TargetOptions;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Response};
 use http_body::Body;
-use hyper::body::Incoming;
-
-use super::forward::ForwardError;
-use super::relay_body::RelayBody;
-use super::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
-use crate::error_chain::error_chain;
-use crate::service::options::TargetOptions;
 
 const EVENT_STREAM: &str = "text/event-stream";
 
 pub async fn buffer(
-    response: Response<Incoming>,
+    response: Response<UpstreamBody>,
     options: &TargetOptions,
     dir: &Arc<SpillDir>,
-) -> Result<Response<RelayBody>, ForwardError> {
+) -> Result<Response<ResponseBody>, ForwardError> {
     if is_event_stream(response.headers()) {
         return Ok(response.map(RelayBody::Streamed));
     }

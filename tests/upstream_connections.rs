@@ -1,0 +1,148 @@
+//! Connections to targets: kept alive and reused, never reused with an unread body, and a
+//! connection the target closed while idle costs the client nothing.
+//!
+//! The target here is a minimal hand-written HTTP/1.1 server, so the test controls exactly
+//! when it closes connections and can count them.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use support::{HttpClient, Proxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const HOST: &str = "pool.example.com";
+/// Big enough that a client which stops reading leaves most of it unread.
+const BIG: usize = 4 * 1024 * 1024;
+
+/// A target that answers `/up` and `/n` with `n`-th request text, `/close` the same but
+/// closes the connection after answering (without announcing it), and `/big` with `BIG`
+/// bytes.
+struct RawTarget {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+}
+
+impl RawTarget {
+    async fn start() -> RawTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(stream));
+            }
+        });
+        RawTarget { port, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve(mut stream: TcpStream) {
+    let mut buffer = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
+        buffer.drain(..head_end);
+        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        let body = if path == "/big" {
+            vec![b'x'; BIG]
+        } else {
+            path.clone().into_bytes()
+        };
+        let response_head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+        if stream.write_all(response_head.as_bytes()).await.is_err()
+            || stream.write_all(&body).await.is_err()
+        {
+            return;
+        }
+        if path == "/close" {
+            return;
+        }
+    }
+}
+
+async fn proxy_with_target() -> (Proxy, RawTarget) {
+    let target = RawTarget::start().await;
+    let proxy = Proxy::start();
+    proxy
+        .deploy(
+            "pool",
+            &format!("127.0.0.1:{}", target.port),
+            &["--host", HOST],
+        )
+        .await;
+    (proxy, target)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuses_kept_alive_connections() {
+    let (proxy, target) = proxy_with_target().await;
+    let before = target.connections();
+    let client = HttpClient::new(proxy.port());
+    for n in 0..50 {
+        let path = format!("/{n}");
+        let response = client.get(HOST, &path).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.body, path);
+    }
+    // One client connection lives on one worker, which keeps one connection to the target.
+    assert_eq!(target.connections() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_target_closed_is_replaced_without_an_error() {
+    let (proxy, target) = proxy_with_target().await;
+    let client = HttpClient::new(proxy.port());
+    for n in 0..40 {
+        // Every other request finds the pooled connection just closed by the target.
+        let path = if n % 2 == 0 { "/close" } else { "/again" };
+        let response = client.get(HOST, path).await;
+        assert_eq!(response.status(), 200, "request {n}");
+        assert_eq!(response.body, path, "request {n}");
+    }
+    assert!(target.connections() >= 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_left_unread_never_reaches_the_next_request() {
+    let (proxy, target) = proxy_with_target().await;
+    for n in 0..5 {
+        // Read the head and a little of a big body, then hang up.
+        let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+        let request = format!("GET /big HTTP/1.1\r\nhost: {HOST}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut some = [0u8; 8192];
+        let read = stream.read(&mut some).await.unwrap();
+        assert!(String::from_utf8_lossy(&some[..read]).starts_with("HTTP/1.1 200"));
+        drop(stream);
+
+        let path = format!("/after-{n}");
+        let response = support::send(proxy.port(), Method::GET, HOST, &path, &[]).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.body, path);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        target.connections() >= 5,
+        "a half-read connection was reused"
+    );
+}
