@@ -20,19 +20,9 @@ const HOST: &str = "a.example.com";
 
 /// Deploys `service` with TLS from `issued`'s files on `host`.
 async fn deploy_with(proxy: &Proxy, service: &str, app: &Backend, host: &str, issued: &Issued) {
-    let (cert, key) = issued.write(&proxy.state_dir(), service);
-    proxy
-        .deploy(
-            service,
-            &app.target(),
-            &[
-                "--tls",
-                &format!("--host={host}"),
-                &format!("--tls-certificate-path={}", cert.display()),
-                &format!("--tls-private-key-path={}", key.display()),
-            ],
-        )
-        .await;
+    let flags = issued.deploy_flags(&proxy.state_dir(), service, host);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    proxy.deploy(service, &app.target(), &flags).await;
 }
 
 fn client<'a>(proxy: &Proxy, ca: &TestCa, sni: Option<&'a str>) -> TlsClient<'a> {

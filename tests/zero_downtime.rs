@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use http::Method;
 use support::{
-    get, poll_until, try_send, websocket_connect, websocket_echo, Backend, HttpClient, Proxy,
+    assert_redeploy_closes_websocket, get, poll_until, try_send, websocket_connect, websocket_echo,
+    Backend, HttpClient, Proxy,
 };
 
 const HOST: &str = "app.example.com";
@@ -184,32 +184,9 @@ async fn a_redeploy_closes_upgraded_connections_at_once() {
     websocket_echo(&mut socket, "hello through the proxy").await;
     assert_eq!(old.count("/ws"), 1);
 
-    let started = Instant::now();
-    proxy
-        .deploy("web", &new.target(), &["--drain-timeout=20s"])
-        .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "the deploy did not wait out the drain timeout for a WebSocket: {:?}",
-        started.elapsed()
-    );
-
-    let next = tokio::time::timeout(Duration::from_secs(3), socket.next())
-        .await
-        .expect("the client sees the connection end promptly");
-    assert!(
-        matches!(
-            next,
-            None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
-        ),
-        "expected the upgraded connection to be closed, got {next:?}"
-    );
-    poll_until(
-        Duration::from_secs(3),
-        "the old target to see the close",
-        || async { old.websockets_closed() == 1 },
-    )
-    .await;
+    let target = new.target();
+    let redeploy = proxy.deploy("web", &target, &["--drain-timeout=20s"]);
+    assert_redeploy_closes_websocket(&mut socket, &old, redeploy).await;
 
     // New upgrades go to the new target.
     let mut socket = websocket_connect(proxy.port(), HOST, "/ws").await;

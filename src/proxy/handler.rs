@@ -2,8 +2,9 @@
 //!
 //! Order, as in Go: request id and start time; ACME HTTP-01 answers (before anything else,
 //! so a redirect never hides them); route by host and path (404); client IP header;
-//! redirects (301); HTTPS to a service without TLS (503); pause/stop (with the health-check pass-through); pick the
-//! active or rollout group, and a healthy target in it (503); forward (502/504); cookie
+//! redirects (301); HTTPS to a service without TLS (503); pause/stop (with the health-check
+//! pass-through); an HTTP/2 WebSocket becomes an HTTP/1.1 upgrade (`extended_connect`); pick
+//! the active or rollout group, and a healthy target in it (503); forward (502/504); cookie
 //! paths and writer affinity on the response. Errors the proxy raises become its own error
 //! pages here, in one place.
 //! Every request is counted in the metrics; once routed, under its service.
@@ -23,7 +24,8 @@ use super::body::ProxyBody;
 use super::client_ip::apply_client_ip_header;
 use super::cookie_scope::scope_cookie_paths;
 use super::error_page;
-use super::forward;
+use super::extended_connect::{self, Handshake};
+use super::forward::{self, ForwardError};
 use super::headers::{self, ForwardedFor};
 use super::redirect::{self, RedirectRule};
 use super::request_log::{Peer, RequestLog};
@@ -150,6 +152,17 @@ fn error_response(
     response
 }
 
+/// A failed forward: logged when the operator should see it, answered with the proxy's page.
+fn forward_failure(
+    error: ForwardError,
+    service: &Service,
+    target: &str,
+    log: RequestLog,
+) -> Response<ProxyBody> {
+    error.log(service.name.as_str(), target);
+    error_response(error.status(), None, Some(service), log)
+}
+
 impl Handler {
     pub fn new(router: Arc<Router>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
         Handler {
@@ -253,6 +266,12 @@ impl Handler {
             }
         }
 
+        // An HTTP/2 WebSocket takes the form the target will see before a target is picked, so
+        // it is routed as any WebSocket (writers, unless `--read-target-websockets`).
+        let websocket = match extended_connect::translate(&mut request) {
+            Ok(websocket) => websocket,
+            Err(error) => return error_response(error.status(), None, Some(&route.service), log),
+        };
         let upgrade = headers::is_upgrade(request.headers());
         let mut guard = None;
         let mut affinity = WriterAffinity::None;
@@ -289,7 +308,9 @@ impl Handler {
             .stripped_prefix
             .clone()
             .filter(|_| route.service.target_options.scope_cookie_paths);
-        let mut response = self.forward(request, route, guard, peer, log).await;
+        let mut response = self
+            .forward(request, route, guard, peer, log, websocket)
+            .await;
         if let Some(prefix) = cookie_scope {
             scope_cookie_paths(response.headers_mut(), &prefix, &host);
         }
@@ -335,6 +356,7 @@ impl Handler {
         guard: InflightGuard,
         peer: Peer,
         mut log: RequestLog,
+        websocket: Option<Handshake>,
     ) -> Response<ProxyBody> {
         let upgrade = headers::is_upgrade(request.headers());
         let service = &route.service;
@@ -363,14 +385,14 @@ impl Handler {
         .await
         {
             Ok(response) => response,
-            Err(error) => {
-                error.log(service.name.as_str(), target.address().as_str());
-                return error_response(error.status(), None, Some(service), log);
-            }
+            Err(error) => return forward_failure(error, service, target.address().as_str(), log),
         };
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         headers::remove_hop_by_hop(response.headers_mut(), switching);
+        if let Some(Err(error)) = websocket.map(|handshake| handshake.answer(&mut response)) {
+            return forward_failure(error, service, target.address().as_str(), log);
+        }
         log.record_response(
             response.status(),
             response.headers(),

@@ -8,6 +8,7 @@ mod body;
 mod client_ip;
 mod cookie_scope;
 mod error_page;
+mod extended_connect;
 mod forward;
 mod handler;
 mod headers;

@@ -2,8 +2,9 @@
 //!
 //! Each connection is served by hyper in a tracked task: plain HTTP as HTTP/1.1 with
 //! upgrades; HTTPS after a TLS handshake (in the connection's task, so a slow client never
-//! holds up the accept loop) as HTTP/2 or HTTP/1.1 by ALPN. An `acme-tls/1` handshake is
-//! a TLS-ALPN-01 validation: it ends once the handshake has shown the challenge certificate.
+//! holds up the accept loop) as HTTP/2 (with WebSockets by extended CONNECT, RFC 8441) or
+//! HTTP/1.1 by ALPN. An `acme-tls/1` handshake is a TLS-ALPN-01 validation: it ends once the
+//! handshake has shown the challenge certificate.
 //! At shutdown the listener stops accepting, each connection is told to finish its current
 //! request and close (idle keep-alive connections close at once; a new one that has not
 //! sent its first request yet gets `FIRST_REQUEST_GRACE` to do so), and requests in flight
@@ -195,7 +196,11 @@ pub async fn serve_tls(
             }
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new());
-            builder.http2().timer(TokioTimer::new());
+            // Advertise RFC 8441 so browsers open WebSockets as streams of this connection.
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .enable_connect_protocol();
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             drive(
                 connection,

@@ -7,13 +7,16 @@
 //! - [`Backend`]: an upstream application on 127.0.0.1:0 serving on the test's tokio
 //!   runtime. Every path answers 200 with a JSON echo of the request (`name`, `method`,
 //!   `path`, `query`, `headers`, `body_length`, and for `/upload` `body_hash`); `/up`
-//!   answers a switchable status; `/slow?ms=N` sleeps first; `/ws` is a WebSocket echo;
+//!   answers a switchable status; `/slow?ms=N` sleeps first; `/ws` is a WebSocket echo
+//!   behind a real RFC 6455 handshake (400 without a key, 426 unless version 13, the first
+//!   offered subprotocol chosen);
 //!   `/large?bytes=N` streams N bytes (chunked); `/sse?events=N&ms=M` sends N server-sent
 //!   events M ms apart. A request header `X-Reply-Header: Name: value` (repeatable) makes the
 //!   echo carry that response header, for testing what the proxy does with upstream headers.
 //!   Every request is recorded. Stopped on drop.
 //! - HTTP helpers: [`HttpClient`] (pooled keep-alive), [`get`] / [`send`] (a fresh
 //!   connection each), [`raw_request`] (bytes over TCP, for malformed requests).
+//! - [`h2_websocket`]: WebSockets over HTTP/2 (RFC 8441), as browsers open them.
 //! - [`poll_until`]: wait for a condition with a deadline instead of sleeping.
 //! - [`TestBus`]: a private `dbus-daemon` (and [`busctl`] against it); [`free_port`].
 //!
@@ -23,6 +26,7 @@
 
 #![allow(dead_code)]
 
+pub mod h2_websocket;
 pub mod pebble;
 pub mod tls;
 
@@ -38,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -46,9 +50,10 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::{self, protocol::Role};
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 /// The binary under test.
@@ -938,18 +943,29 @@ fn websocket(
             .body(Full::new(Bytes::from_static(b"not a websocket request")))
             .expect("valid response");
     };
+    if request.headers().get("sec-websocket-version") != Some(&HeaderValue::from_static("13")) {
+        return http::Response::builder()
+            .status(426)
+            .header("sec-websocket-version", "13")
+            .body(Full::new(Bytes::from_static(
+                b"unsupported WebSocket version",
+            )))
+            .expect("valid response");
+    }
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let subprotocol = request
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|offered| offered.to_str().ok())
+        .and_then(|offered| offered.split(',').next())
+        .map(|first| first.trim().to_string());
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(request).await else {
             state.websockets_closed.fetch_add(1, Ordering::SeqCst);
             return;
         };
-        let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            None,
-        )
-        .await;
+        let mut socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         loop {
             let message = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -967,11 +983,15 @@ fn websocket(
         }
         state.websockets_closed.fetch_add(1, Ordering::SeqCst);
     });
-    http::Response::builder()
+    let mut response = http::Response::builder()
         .status(101)
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
-        .header("sec-websocket-accept", accept)
+        .header("sec-websocket-accept", accept);
+    if let Some(subprotocol) = subprotocol {
+        response = response.header("sec-websocket-protocol", subprotocol);
+    }
+    response
         .body(Full::new(Bytes::new()))
         .expect("valid response")
 }
@@ -1188,7 +1208,7 @@ pub async fn raw_request(port: u16, request: &[u8]) -> String {
 }
 
 /// A WebSocket client connection through the proxy.
-pub type WebSocket = tokio_tungstenite::WebSocketStream<TcpStream>;
+pub type WebSocket = WebSocketStream<TcpStream>;
 
 /// Opens a WebSocket to `ws://<host><path>` through the proxy on `port`.
 pub async fn websocket_connect(port: u16, host: &str, path: &str) -> WebSocket {
@@ -1207,8 +1227,11 @@ pub async fn websocket_connect(port: u16, host: &str, path: &str) -> WebSocket {
     socket
 }
 
-/// Sends `text` and expects it echoed back.
-pub async fn websocket_echo(socket: &mut WebSocket, text: &str) {
+/// Sends `text` and expects it echoed back (over HTTP/1.1 or an HTTP/2 stream).
+pub async fn websocket_echo<S>(socket: &mut WebSocketStream<S>, text: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     socket
         .send(tungstenite::Message::text(text))
         .await
@@ -1219,4 +1242,46 @@ pub async fn websocket_echo(socket: &mut WebSocket, text: &str) {
         .expect("connection open")
         .expect("a message");
     assert_eq!(reply.into_text().expect("text reply").as_str(), text);
+}
+
+/// Runs `redeploy` and expects it to close `socket` at once rather than wait out its drain
+/// timeout, and `old`, the target it was open to, to see the close.
+pub async fn assert_redeploy_closes_websocket<S>(
+    socket: &mut WebSocketStream<S>,
+    old: &Backend,
+    redeploy: impl Future<Output = ()>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    redeploy.await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the deploy did not wait out the drain timeout for a WebSocket: {:?}",
+        started.elapsed()
+    );
+    assert_websocket_closed(socket).await;
+    poll_until(
+        Duration::from_secs(3),
+        "the old target to see the close",
+        || async { old.websockets_closed() == 1 },
+    )
+    .await;
+}
+
+/// Expects the WebSocket to end promptly: the stream ends, breaks, or is closed.
+pub async fn assert_websocket_closed<S>(socket: &mut WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let next = tokio::time::timeout(Duration::from_secs(3), socket.next())
+        .await
+        .expect("the client sees the connection end promptly");
+    assert!(
+        matches!(
+            next,
+            None | Some(Err(_)) | Some(Ok(tungstenite::Message::Close(_)))
+        ),
+        "expected the upgraded connection to be closed, got {next:?}"
+    );
 }

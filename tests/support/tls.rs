@@ -19,6 +19,7 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType}
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use super::Response;
 
@@ -46,6 +47,18 @@ impl Issued {
         std::fs::write(&cert, &self.chain_pem).unwrap();
         std::fs::write(&key, &self.key_pem).unwrap();
         (cert, key)
+    }
+
+    /// The `deploy` flags serving `host` over TLS with this certificate, its files written
+    /// to `dir` under `stem`.
+    pub fn deploy_flags(&self, dir: &Path, stem: &str, host: &str) -> [String; 4] {
+        let (cert, key) = self.write(dir, stem);
+        [
+            "--tls".to_string(),
+            format!("--host={host}"),
+            format!("--tls-certificate-path={}", cert.display()),
+            format!("--tls-private-key-path={}", key.display()),
+        ]
     }
 }
 
@@ -147,8 +160,8 @@ pub struct TlsClient<'a> {
 }
 
 impl TlsClient<'_> {
-    /// `GET path` with `Host: host` over a fresh TLS connection.
-    pub async fn get(&self, host: &str, path: &str) -> Result<TlsExchange, String> {
+    /// A fresh TLS connection to the proxy, handshake done (a failed one is `handshake: ...`).
+    pub async fn connect(&self) -> Result<TlsStream<TcpStream>, String> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut config = rustls::ClientConfig::builder()
             .with_root_certificates(self.roots.clone())
@@ -158,14 +171,19 @@ impl TlsClient<'_> {
         let name = self.sni.unwrap_or(self.verify_as).to_string();
         let server_name = ServerName::try_from(name).map_err(|e| e.to_string())?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))
+    }
+
+    /// `GET path` with `Host: host` over a fresh TLS connection.
+    pub async fn get(&self, host: &str, path: &str) -> Result<TlsExchange, String> {
         let exchange = async {
-            let tcp = TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .map_err(|e| e.to_string())?;
-            let tls = connector
-                .connect(server_name, tcp)
-                .await
-                .map_err(|e| format!("handshake: {e}"))?;
+            let tls = self.connect().await?;
             let (_, session) = tls.get_ref();
             let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
             let peer_chain = session
