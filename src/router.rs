@@ -339,12 +339,13 @@ impl Router {
         if !matches!(service.options.tls, options::TlsMode::Acme(_)) {
             return Ok(Vec::new());
         }
+        let now = std::time::SystemTime::now();
         Ok(self
             .acme
             .states(&service.name)
             .into_iter()
             .map(|(host, state)| {
-                let (state, detail) = state.describe();
+                let (state, detail) = state.describe(now);
                 (host, state, detail)
             })
             .collect())

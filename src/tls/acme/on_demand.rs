@@ -10,6 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 
+use crate::tls::client::{https_client, HttpsClient, Schemes};
+
 const TIMEOUT: Duration = Duration::from_secs(2);
 const BODY_SHOWN: usize = 256;
 
@@ -25,26 +27,6 @@ fn check_url(url: &str, host: &str) -> String {
     format!("{base}?{}", pairs.join("&"))
 }
 
-fn client() -> hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Empty<Bytes>,
-> {
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(certificate);
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(connector)
-}
-
 /// `Ok` when the endpoint at `url` approves `host`; else why not.
 pub async fn approve(url: &str, host: &str) -> Result<(), String> {
     let target = check_url(url, host);
@@ -52,7 +34,9 @@ pub async fn approve(url: &str, host: &str) -> Result<(), String> {
         .parse()
         .map_err(|e| format!("invalid on-demand URL {target}: {e}"))?;
     let exchange = async {
-        let response = client()
+        let client: HttpsClient<Empty<Bytes>> = https_client(Vec::new(), Schemes::HttpAndHttps)
+            .map_err(|e| format!("{host}: on-demand check failed: {e}"))?;
+        let response = client
             .get(uri)
             .await
             .map_err(|e| format!("{host}: on-demand check failed: {e}"))?;
