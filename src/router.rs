@@ -433,19 +433,6 @@ impl Router {
         } = request;
         let (service_options, target_options) = options::resolve(&options)?;
         let timings = DeployTimings::resolve(&options);
-        let on_demand_path = match &service_options.tls {
-            options::TlsMode::Acme(acme) => acme
-                .on_demand_url
-                .as_deref()
-                .is_some_and(|url| url.starts_with('/')),
-            _ => false,
-        };
-        if on_demand_path {
-            return Err(ControlError::InvalidOptions(
-                "an on-demand TLS path is not supported yet; give a full http:// or https:// URL"
-                    .into(),
-            ));
-        }
         let certificate = load_certificate(&service_options.tls)
             .await
             .map_err(|e| ControlError::InvalidOptions(e.deploy_message()))?;

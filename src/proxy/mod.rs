@@ -11,6 +11,7 @@ mod error_page;
 mod forward;
 mod handler;
 mod headers;
+pub mod internal_request;
 mod redirect;
 mod relay_body;
 mod request_buffer;

@@ -9,8 +9,8 @@
 //!
 //! On-demand services (`--tls-on-demand-url`, no hosts) are watched with no hosts; a
 //! handshake for an unknown name asks the service's task for it (`on_demand`) and waits: the
-//! task takes a cached certificate if there is one, else asks the approval endpoint, and
-//! then maintains the host like any other. Every certificate and state is owned by its
+//! task takes a cached certificate if there is one, else asks the approval endpoint (for a
+//! `/path`, the service the handshake reached), and then maintains the host like any other. Every certificate and state is owned by its
 //! service, so removing the service stops serving them.
 
 mod account;
@@ -38,6 +38,7 @@ use super::challenges::Challenges;
 use crate::control::{Host, ServiceName};
 use crate::go_duration;
 use crate::service::options::AcmeSettings;
+use crate::service::Service;
 use account::CaSession;
 use cache::CertCache;
 use challenge_kind::ChallengeKind;
@@ -100,6 +101,8 @@ struct Running {
 /// or failed.
 struct OnDemandRequest {
     host: String,
+    /// The service the handshake reached, as it was then: a `/path` check goes through it.
+    service: Arc<Service>,
     reply: oneshot::Sender<()>,
 }
 
@@ -171,9 +174,9 @@ impl AcmeManager {
 
     /// Asks `service`'s task (an on-demand service) for a certificate for `host` and waits
     /// until it is served or refused, for a minute at most.
-    pub async fn on_demand(&self, service: &ServiceName, host: &str) {
+    pub async fn on_demand(&self, service: &Arc<Service>, host: &str) {
         let Some(requests) = lock(&self.running)
-            .get(service)
+            .get(&service.name)
             .map(|running| running.requests.clone())
         else {
             return;
@@ -181,6 +184,7 @@ impl AcmeManager {
         let (reply, settled) = oneshot::channel();
         let request = OnDemandRequest {
             host: host.to_string(),
+            service: Arc::clone(service),
             reply,
         };
         if requests.send(request).is_ok() {
@@ -359,7 +363,7 @@ impl AcmeManager {
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 Some(request) = requests.recv() => {
-                    let admitted = self.admit(&service, &watch.settings, &cache, &request.host, &hosts);
+                    let admitted = self.admit(&request, &watch.settings, &cache, &hosts);
                     if admitted.await {
                         hosts.push(request.host.clone());
                         waiting.entry(request.host).or_default().push(request.reply);
@@ -374,22 +378,22 @@ impl AcmeManager {
     /// it is maintained already or was cached, nor when the approval endpoint refuses it.
     async fn admit(
         &self,
-        service: &ServiceName,
+        request: &OnDemandRequest,
         settings: &AcmeSettings,
         cache: &CertCache,
-        host: &str,
         hosts: &[String],
     ) -> bool {
-        if hosts.iter().any(|h| h == host) || self.load_cached(service, cache, host).await {
+        let (service, host) = (&request.service, request.host.as_str());
+        if hosts.iter().any(|h| h == host) || self.load_cached(&service.name, cache, host).await {
             return false;
         }
-        let Some(url) = settings.on_demand_url.as_deref() else {
+        let Some(url) = &settings.on_demand_url else {
             return false;
         };
-        match on_demand::approve(url, host).await {
+        match on_demand::approve(service, url, host).await {
             Ok(()) => true,
-            Err(reason) => {
-                tracing::warn!(service = %service, host, reason = %reason, "Refused an on-demand certificate");
+            Err(refusal) => {
+                refusal.log(&service.name);
                 false
             }
         }
