@@ -339,12 +339,13 @@ impl Router {
         if !matches!(service.options.tls, options::TlsMode::Acme(_)) {
             return Ok(Vec::new());
         }
+        let now = std::time::SystemTime::now();
         Ok(self
             .acme
             .states(&service.name)
             .into_iter()
             .map(|(host, state)| {
-                let (state, detail) = state.describe();
+                let (state, detail) = state.describe(now);
                 (host, state, detail)
             })
             .collect())
@@ -432,19 +433,6 @@ impl Router {
         } = request;
         let (service_options, target_options) = options::resolve(&options)?;
         let timings = DeployTimings::resolve(&options);
-        let on_demand_path = match &service_options.tls {
-            options::TlsMode::Acme(acme) => acme
-                .on_demand_url
-                .as_deref()
-                .is_some_and(|url| url.starts_with('/')),
-            _ => false,
-        };
-        if on_demand_path {
-            return Err(ControlError::InvalidOptions(
-                "an on-demand TLS path is not supported yet; give a full http:// or https:// URL"
-                    .into(),
-            ));
-        }
         let certificate = load_certificate(&service_options.tls)
             .await
             .map_err(|e| ControlError::InvalidOptions(e.deploy_message()))?;

@@ -4,7 +4,8 @@
 //! HTTP-01 or TLS-ALPN-01; it is then served for its SNI with pebble's chain. A restart serves
 //! the cached certificate without the CA; a short-lived certificate is renewed; external
 //! account binding works; a failed order is shown by `list` with the CA's reason while the
-//! last certificate issued stays in service; on-demand names are issued once approved.
+//! last certificate issued stays in service; on-demand names are issued once approved, by
+//! an external endpoint or by the service's own application (`--tls-on-demand-url=/path`).
 
 mod support;
 
@@ -71,15 +72,29 @@ fn cached_certificate(proxy: &Proxy) -> Vec<u8> {
     leaf.as_ref().to_vec()
 }
 
-/// A client trusting only pebble's issuing root.
+/// A client for [`HOST`] trusting only pebble's issuing root.
 async fn client<'a>(proxy: &Proxy, pebble: &Pebble) -> TlsClient<'a> {
+    client_for(proxy, pebble, HOST).await
+}
+
+/// A client for `host` trusting only pebble's issuing root.
+async fn client_for<'a>(proxy: &Proxy, pebble: &Pebble, host: &'a str) -> TlsClient<'a> {
     TlsClient {
         port: proxy.https_port(),
-        sni: Some(HOST),
-        verify_as: HOST,
+        sni: Some(host),
+        verify_as: host,
         roots: roots(&pebble.issuing_root().await),
         alpn: &[b"h2", b"http/1.1"],
     }
+}
+
+/// The log line of the on-demand check that denied `host`.
+async fn denial(proxy: &Proxy, host: &str) -> serde_json::Value {
+    proxy
+        .wait_for_log(&format!("the denial of {host}"), |e| {
+            e["msg"] == "TLS on-demand check denied host" && e["host"] == host
+        })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,14 +235,10 @@ async fn on_demand_issues_for_names_the_endpoint_approves() {
     assert_eq!(checks[0].query.as_deref(), Some("x=1&host=a.example.com"));
 
     approver.set_up_status(403);
-    let mut denied = client(&proxy, &pebble).await;
-    (denied.sni, denied.verify_as) = (Some("b.example.com"), "b.example.com");
+    let denied = client_for(&proxy, &pebble, "b.example.com").await;
     assert!(denied.get("b.example.com", "/").await.is_err());
-    let refusal = proxy
-        .wait_for_log("refusal", |e| {
-            e["msg"] == "Refused an on-demand certificate"
-        })
-        .await;
+    let refusal = denial(&proxy, "b.example.com").await;
+    assert_eq!(refusal["status"], 403);
     assert!(
         refusal["reason"]
             .as_str()
@@ -241,4 +252,71 @@ async fn on_demand_issues_for_names_the_endpoint_approves() {
         "app"
     );
     assert_eq!(approver.requests_to("/up").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_asks_the_service_itself_when_given_a_path() {
+    let (pebble, proxy) = start("tls-alpn-01", PebbleOptions::default());
+    let app = Backend::start("app").await;
+    app.allow_hosts(&[HOST]);
+    let directory = format!("--tls-acme-directory={}", pebble.directory_url());
+    proxy
+        .deploy(
+            "web",
+            &app.target(),
+            &["--tls", &directory, "--tls-on-demand-url=/allow?token=abc"],
+        )
+        .await;
+
+    let approved = client(&proxy, &pebble).await;
+    let exchange = approved.get(HOST, "/").await.unwrap();
+    assert_eq!(
+        exchange.response.backend(),
+        "app",
+        "served under pebble's certificate"
+    );
+    let checks = app.requests_to("/allow");
+    assert_eq!(checks.len(), 1);
+    let check = &checks[0];
+    assert_eq!(check.query.as_deref(), Some("token=abc&host=a.example.com"));
+    assert_eq!(
+        check.header("host"),
+        Some(HOST),
+        "the candidate is the Host"
+    );
+    assert_eq!(
+        check.header("x-forwarded-proto"),
+        Some("http"),
+        "no TLS redirect"
+    );
+    assert_eq!(check.header("x-forwarded-host"), Some(HOST));
+    assert_eq!(check.header("x-forwarded-for"), Some("127.0.0.1"));
+
+    let denied = client_for(&proxy, &pebble, "b.example.com").await;
+    assert!(denied.get("b.example.com", "/").await.is_err());
+    let refusal = denial(&proxy, "b.example.com").await;
+    assert_eq!(refusal["status"], 403);
+    assert_eq!(refusal["body"], "host not allowed");
+    assert_eq!(
+        refusal["reason"],
+        "b.example.com is not allowed to get a certificate (status: 403, body: \"host not allowed\")"
+    );
+
+    // Paused, the check waits like any request, and is answered once resumed.
+    app.allow_hosts(&[HOST, "c.example.com", "d.example.com"]);
+    proxy.cli_ok(&["pause", "web"]).await;
+    let held = client_for(&proxy, &pebble, "c.example.com").await;
+    let handshake = tokio::spawn(async move { held.get("c.example.com", "/").await.is_ok() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!handshake.is_finished(), "held while paused");
+    assert_eq!(app.count("/allow"), 2);
+    proxy.cli_ok(&["resume", "web"]).await;
+    assert!(handshake.await.unwrap(), "approved once resumed");
+
+    // Stopped, the service answers 503 itself: the name is denied without asking the app.
+    proxy.cli_ok(&["stop", "web"]).await;
+    let stopped = client_for(&proxy, &pebble, "d.example.com").await;
+    assert!(stopped.get("d.example.com", "/").await.is_err());
+    assert_eq!(denial(&proxy, "d.example.com").await["status"], 503);
+    assert_eq!(app.count("/allow"), 3);
 }

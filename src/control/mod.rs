@@ -10,6 +10,7 @@ mod client;
 mod error;
 mod host;
 mod interface;
+mod on_demand_url;
 mod options;
 mod path_prefix;
 mod server;
@@ -23,6 +24,7 @@ pub use client::{connect, Client, ControlProxy};
 pub use error::ControlError;
 pub use host::Host;
 pub use interface::ControlApi;
+pub use on_demand_url::OnDemandUrl;
 pub use options::{
     DeployOptions, OptionDict, PauseOptions, RolloutDeployOptions, RolloutSetOptions, StopOptions,
 };

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use crate::service::page_template::escape_html;
+use crate::service::Service;
 
 fn title(status: StatusCode) -> Option<&'static str> {
     Some(match status.as_u16() {
@@ -71,6 +72,18 @@ p {{ font-size: 1.1rem; line-height: 1.5; opacity: .9; }}
 </html>
 "#
     ))
+}
+
+/// The page `service` shows for `status`: its own (`--error-pages`) when it has one for the
+/// status, else the built-in page.
+pub fn for_service(status: StatusCode, message: Option<&str>, service: Option<&Service>) -> Bytes {
+    let custom = service
+        .and_then(|s| s.error_pages.as_ref())
+        .and_then(|pages| pages.render(status, message.unwrap_or("")));
+    match custom {
+        Some(page) => Bytes::from(page),
+        None => render(status, message),
+    }
 }
 
 #[cfg(test)]

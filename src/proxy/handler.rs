@@ -133,13 +133,7 @@ fn error_response(
     service: Option<&Service>,
     mut log: RequestLog,
 ) -> Response<ProxyBody> {
-    let custom = service
-        .and_then(|s| s.error_pages.as_ref())
-        .and_then(|pages| pages.render(status, message.unwrap_or("")));
-    let page = match custom {
-        Some(page) => Bytes::from(page),
-        None => error_page::render(status, message),
-    };
+    let page = error_page::for_service(status, message, service);
     let mut headers = http::HeaderMap::new();
     headers.insert(
         CONTENT_TYPE,

@@ -12,6 +12,7 @@ mod extended_connect;
 mod forward;
 mod handler;
 mod headers;
+pub mod internal_request;
 mod ip_text;
 mod redirect;
 mod relay_body;

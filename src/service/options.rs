@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use crate::control::{ControlError, DeployOptions, Host, PathPrefix};
+use crate::control::{ControlError, DeployOptions, Host, OnDemandUrl, PathPrefix};
 
 pub const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,7 +41,7 @@ pub struct AcmeSettings {
     pub directory: String,
     /// `None`: the daemon's `<state dir>/certs`.
     pub cache_path: Option<String>,
-    pub on_demand_url: Option<String>,
+    pub on_demand_url: Option<OnDemandUrl>,
     pub external_account_binding: Option<ExternalAccountBinding>,
     /// An e-mail address the CA may write to about the certificates.
     pub contact: Option<String>,
@@ -185,7 +185,10 @@ fn tls_mode(options: &DeployOptions) -> Result<TlsMode, ControlError> {
             "if any flags in the group [tls-certificate-path tls-private-key-path] are set they must all be set".into(),
         ));
     }
-    let on_demand_url = options.tls_on_demand_url.clone().filter(|u| !u.is_empty());
+    let on_demand_url = options
+        .tls_on_demand_url
+        .as_deref()
+        .filter(|u| !u.is_empty());
     if !options.tls.unwrap_or(false) {
         if on_demand_url.is_some() {
             return Err(ControlError::invalid_service_options(
@@ -212,7 +215,10 @@ fn tls_mode(options: &DeployOptions) -> Result<TlsMode, ControlError> {
                 .tls_acme_cache_path
                 .clone()
                 .filter(|p| !p.is_empty()),
-            on_demand_url,
+            on_demand_url: on_demand_url
+                .map(OnDemandUrl::parse)
+                .transpose()
+                .map_err(ControlError::invalid_service_options)?,
             external_account_binding: external_account_binding(options)?,
             contact: options.tls_acme_contact.clone().filter(|c| !c.is_empty()),
         }),
@@ -451,6 +457,38 @@ mod tests {
             ..base
         };
         assert!(resolve(&both).is_err());
+    }
+
+    #[test]
+    fn takes_an_on_demand_path_or_url_and_refuses_others_with_the_go_prefix() {
+        let on_demand = |url: &str| DeployOptions {
+            tls: Some(true),
+            tls_on_demand_url: Some(url.into()),
+            ..Default::default()
+        };
+        let (service, _) = resolve(&on_demand("/allow?token=abc")).unwrap();
+        let TlsMode::Acme(acme) = service.tls else {
+            panic!("ACME expected")
+        };
+        assert_eq!(
+            acme.on_demand_url,
+            Some(OnDemandUrl::ServicePath("/allow?token=abc".into()))
+        );
+        assert!(resolve(&on_demand("https://auth.example.com/check")).is_ok());
+        assert_eq!(
+            resolve(&on_demand("ftp://auth.example.com/check"))
+                .unwrap_err()
+                .message(),
+            "service options invalid: unsupported scheme \"ftp\" in tls-on-demand-url"
+        );
+        let without_tls = DeployOptions {
+            tls: None,
+            ..on_demand("ftp://auth.example.com/check")
+        };
+        assert_eq!(
+            resolve(&without_tls).unwrap_err().message(),
+            "service options invalid: TLS must be enabled to use a TLS on-demand URL"
+        );
     }
 
     #[test]

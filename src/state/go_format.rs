@@ -14,7 +14,7 @@ use http::HeaderName;
 use serde::{Deserialize, Serialize};
 
 use super::{SavedPause, SavedRollout, SavedService};
-use crate::control::{Host, PathPrefix, ServiceName, TargetAddress};
+use crate::control::{Host, OnDemandUrl, PathPrefix, ServiceName, TargetAddress};
 use crate::service::options::{
     AcmeSettings, ExternalAccountBinding, HealthCheckConfig, ServiceOptions, TargetOptions,
     TlsMode, LETS_ENCRYPT_PRODUCTION,
@@ -170,7 +170,8 @@ impl From<&ServiceOptions> for GoServiceOptions {
             TlsMode::Acme(acme) => {
                 go.acme_directory = acme.directory.clone();
                 go.acme_cache_path = optional(acme.cache_path.as_deref());
-                go.tls_on_demand_url = optional(acme.on_demand_url.as_deref());
+                go.tls_on_demand_url =
+                    optional(acme.on_demand_url.as_ref().map(OnDemandUrl::as_str));
                 if let Some(eab) = &acme.external_account_binding {
                     go.acme_eab_kid = eab.key_id.clone();
                     go.acme_eab_hmac_key = eab.hmac_key.clone();
@@ -262,7 +263,7 @@ impl TryFrom<GoServiceOptions> for ServiceOptions {
     type Error = String;
 
     fn try_from(go: GoServiceOptions) -> Result<Self, String> {
-        let tls = tls_mode(&go);
+        let tls = tls_mode(&go)?;
         // Sorted and deduplicated, the invariant `options::resolve` gives a fresh deploy.
         let mut hosts = parse_all(&go.hosts, Host::parse)?;
         hosts.sort();
@@ -361,22 +362,24 @@ impl TryFrom<GoPauseController> for SavedPause {
 
 /// Go's TLS fields as one mode, decided as Go's `createCertManager` does: nothing unless
 /// `tls_enabled`, then a certificate pair if both paths are set, else ACME.
-fn tls_mode(go: &GoServiceOptions) -> TlsMode {
+fn tls_mode(go: &GoServiceOptions) -> Result<TlsMode, String> {
     if !go.tls_enabled {
-        return TlsMode::Off;
+        return Ok(TlsMode::Off);
     }
     if !go.tls_certificate_path.is_empty() && !go.tls_private_key_path.is_empty() {
-        return TlsMode::Certificate {
+        return Ok(TlsMode::Certificate {
             certificate_path: go.tls_certificate_path.clone(),
             private_key_path: go.tls_private_key_path.clone(),
-        };
+        });
     }
-    TlsMode::Acme(AcmeSettings {
+    Ok(TlsMode::Acme(AcmeSettings {
         // An empty directory makes Go's ACME client use Let's Encrypt production.
         directory: non_empty(go.acme_directory.clone())
             .unwrap_or_else(|| LETS_ENCRYPT_PRODUCTION.to_string()),
         cache_path: non_empty(go.acme_cache_path.clone()),
-        on_demand_url: non_empty(go.tls_on_demand_url.clone()),
+        on_demand_url: non_empty(go.tls_on_demand_url.clone())
+            .map(|url| OnDemandUrl::parse(&url))
+            .transpose()?,
         external_account_binding: match (
             non_empty(go.acme_eab_kid.clone()),
             non_empty(go.acme_eab_hmac_key.clone()),
@@ -385,7 +388,7 @@ fn tls_mode(go: &GoServiceOptions) -> TlsMode {
             _ => None,
         },
         contact: non_empty(go.acme_contact.clone()),
-    })
+    }))
 }
 
 /// The legacy single-target key counts only when the list is empty, as in Go.

@@ -145,7 +145,7 @@ fn drop_nulls(value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{Host, PathPrefix};
+    use crate::control::{Host, OnDemandUrl, PathPrefix};
     use crate::service::options::{
         AcmeSettings, ExternalAccountBinding, HealthCheckConfig, TlsMode, LETS_ENCRYPT_PRODUCTION,
     };
@@ -171,7 +171,7 @@ mod tests {
                 tls: TlsMode::Acme(AcmeSettings {
                     directory: "https://acme.test/directory".into(),
                     cache_path: Some("/var/lib/kamal-proxy/certs".into()),
-                    on_demand_url: Some("http://checker:8080/allow".into()),
+                    on_demand_url: Some(OnDemandUrl::parse("http://checker:8080/allow").unwrap()),
                     external_account_binding: Some(ExternalAccountBinding {
                         key_id: "kid-1".into(),
                         hmac_key: "c2VjcmV0".into(),

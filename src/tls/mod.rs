@@ -6,6 +6,7 @@
 //! - `resolver`: SNI -> service (the routing table's (host, "/") lookup) -> certificate.
 //! - `challenges`: ACME challenge answers on offer (HTTP-01 tokens, TLS-ALPN-01 certs).
 //! - `acme`: the manager that issues, caches and renews automatic certificates.
+//! - `client`: the proxy's own outgoing HTTPS (the ACME CA, on-demand check endpoints).
 //!
 //! The handshake path reads only `ArcSwap` snapshots (routing table, issued certificates);
 //! no lock a deploy or an order holds is ever taken there.
@@ -14,6 +15,7 @@ mod acceptor;
 pub mod acme;
 pub mod certificate;
 pub mod challenges;
+mod client;
 mod resolver;
 
 use std::sync::Arc;

@@ -44,7 +44,7 @@ impl CertResolver {
         let on_demand = matches!(&service.options.tls,
             TlsMode::Acme(acme) if acme.on_demand_url.is_some());
         if on_demand && service.tls.enabled && self.router.acme().certificate(name).is_none() {
-            self.router.acme().on_demand(&service.name, name).await;
+            self.router.acme().on_demand(&service, name).await;
         }
     }
 

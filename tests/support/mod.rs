@@ -7,9 +7,10 @@
 //! - [`Backend`]: an upstream application on 127.0.0.1:0 serving on the test's tokio
 //!   runtime. Every path answers 200 with a JSON echo of the request (`name`, `method`,
 //!   `path`, `query`, `headers`, `body_length`, and for `/upload` `body_hash`); `/up`
-//!   answers a switchable status; `/slow?ms=N` sleeps first; `/ws` is a WebSocket echo
-//!   behind a real RFC 6455 handshake (400 without a key, 426 unless version 13, the first
-//!   offered subprotocol chosen);
+//!   answers a switchable status; `/allow?host=H` (an on-demand TLS check) answers 200 for
+//!   the hosts [`Backend::allow_hosts`] names and 403 `host not allowed` for any other;
+//!   `/slow?ms=N` sleeps first; `/ws` is a WebSocket echo behind a real RFC 6455 handshake
+//!   (400 without a key, 426 unless version 13, the first offered subprotocol chosen);
 //!   `/large?bytes=N` streams N bytes (chunked); `/sse?events=N&ms=M` sends N server-sent
 //!   events M ms apart. A request header `X-Reply-Header: Name: value` (repeatable) makes the
 //!   echo carry that response header, for testing what the proxy does with upstream headers.
@@ -612,6 +613,8 @@ struct BackendState {
     name: String,
     /// Status `/up` answers with.
     up_status: AtomicU16,
+    /// Hosts `/allow` approves.
+    allowed_hosts: Mutex<Vec<String>>,
     requests: Mutex<Vec<Recorded>>,
     /// Requests being handled right now.
     in_flight: AtomicUsize,
@@ -637,6 +640,7 @@ impl Backend {
         let state = Arc::new(BackendState {
             name: name.to_string(),
             up_status: AtomicU16::new(200),
+            allowed_hosts: Mutex::default(),
             requests: Mutex::default(),
             in_flight: AtomicUsize::new(0),
             websockets_closed: AtomicUsize::new(0),
@@ -671,6 +675,11 @@ impl Backend {
 
     pub fn set_up_status(&self, status: u16) {
         self.state.up_status.store(status, Ordering::SeqCst);
+    }
+
+    /// The hosts `/allow?host=` approves from now on.
+    pub fn allow_hosts(&self, hosts: &[&str]) {
+        *self.state.allowed_hosts.lock().unwrap() = hosts.iter().map(|h| h.to_string()).collect();
     }
 
     /// Everything received so far, health checks included.
@@ -793,6 +802,24 @@ async fn answer(
             .body(Full::new(Bytes::from_static(b"")).boxed_unsync())
             .expect("valid response");
     }
+    if recorded.path == "/allow" {
+        let host = query_value(recorded.query.as_deref(), "host").unwrap_or("");
+        let allowed = state
+            .allowed_hosts
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|h| h == host);
+        let (status, body) = if allowed {
+            (200, "")
+        } else {
+            (403, "host not allowed")
+        };
+        return http::Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from_static(body.as_bytes())).boxed_unsync())
+            .expect("valid response");
+    }
     if recorded.path == "/ws" {
         return websocket(request, state, cancel).map(BodyExt::boxed_unsync);
     }
@@ -845,13 +872,18 @@ pub fn body_hash(body: &[u8]) -> u64 {
     fnv1a(FNV_OFFSET, body)
 }
 
-fn query_number(query: Option<&str>, name: &str, default: u64) -> u64 {
+fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query
         .unwrap_or("")
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .find(|(key, _)| *key == name)
-        .and_then(|(_, value)| value.parse().ok())
+        .map(|(_, value)| value)
+}
+
+fn query_number(query: Option<&str>, name: &str, default: u64) -> u64 {
+    query_value(query, name)
+        .and_then(|value| value.parse().ok())
         .unwrap_or(default)
 }
 

@@ -2,47 +2,47 @@
 //! registered (terms accepted, optional contact and external account binding) and cached.
 //!
 //! It is only needed when an order is due, so a restart with valid cached certificates
-//! never talks to the CA.
+//! never talks to the CA. Each ACME task keeps a `CaSession`: the account once it has one,
+//! and when the CA last asked it to come back (`ca_client`), which outlives a failed
+//! registration.
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use base64::Engine;
-use instant_acme::{Account, AccountBuilder, AccountCredentials, ExternalAccountKey, NewAccount};
+use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 
+use super::ca_client::{self, RetryAfter};
 use super::cache::CertCache;
 use super::AcmeError;
 use crate::service::options::AcmeSettings;
 
-/// An HTTP client for the CA: the system's roots, plus `extra_root` (a test CA, or a
-/// private CA's root) when given.
-fn builder(extra_root: Option<&Path>) -> Result<AccountBuilder, AcmeError> {
-    let Some(extra_root) = extra_root else {
-        return Account::builder().map_err(AcmeError::Account);
-    };
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(certificate);
+/// One ACME task's dealings with its CA.
+#[derive(Default)]
+pub struct CaSession {
+    account: Option<Account>,
+    retry_after: RetryAfter,
+}
+
+impl CaSession {
+    /// The account, loaded or registered on first use.
+    pub async fn account(
+        &mut self,
+        cache: &CertCache,
+        settings: &AcmeSettings,
+        extra_root: Option<&Path>,
+    ) -> Result<&Account, AcmeError> {
+        let account = match self.account.take() {
+            Some(account) => account,
+            None => load_or_register(cache, settings, extra_root, &self.retry_after).await?,
+        };
+        Ok(self.account.insert(account))
     }
-    let extra = rustls::pki_types::CertificateDer::pem_file_iter(extra_root)
-        .map_err(|e| AcmeError::CaCertificate(e.to_string()))?;
-    for certificate in extra {
-        let certificate = certificate.map_err(|e| AcmeError::CaCertificate(e.to_string()))?;
-        roots
-            .add(certificate)
-            .map_err(|e| AcmeError::CaCertificate(e.to_string()))?;
+
+    /// When the CA's last error response asked us to come back, if it did; forgets it.
+    pub fn take_retry_after(&self) -> Option<SystemTime> {
+        self.retry_after.take()
     }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(connector);
-    Ok(Account::builder_with_http(Box::new(client)))
 }
 
 fn external_account(settings: &AcmeSettings) -> Result<Option<ExternalAccountKey>, AcmeError> {
@@ -55,13 +55,15 @@ fn external_account(settings: &AcmeSettings) -> Result<Option<ExternalAccountKey
     Ok(Some(ExternalAccountKey::new(eab.key_id.clone(), &key)))
 }
 
-/// The cached account of this directory, or a newly registered one.
-pub async fn account(
+/// The cached account of this directory, or a newly registered one; it talks to the CA
+/// through a client that records the CA's `Retry-After` in `retry_after`.
+async fn load_or_register(
     cache: &CertCache,
     settings: &AcmeSettings,
     extra_root: Option<&Path>,
+    retry_after: &RetryAfter,
 ) -> Result<Account, AcmeError> {
-    let builder = builder(extra_root)?;
+    let builder = Account::builder_with_http(ca_client::client(extra_root, retry_after)?);
     let cached = {
         let cache = cache.clone();
         tokio::task::spawn_blocking(move || cache.load_account())

@@ -3,17 +3,18 @@
 //! A service deployed with `--tls` and no certificate files is *watched*: one background
 //! task per service loads its hosts' certificates from the cache, orders the missing ones at
 //! once (a deploy never waits for the CA), renews them before expiry, and retries failed
-//! orders with backoff. Issued certificates are published by swapping a new `Arc` map, so the
+//! orders with backoff, never before the CA's `Retry-After` (`ca_client`). Issued certificates are published by swapping a new `Arc` map, so the
 //! TLS handshake reads them without a lock (rust-rpxy's approach). A failed renewal leaves
 //! the previous certificate in service. Redeploying with the same settings keeps the task.
 //!
 //! On-demand services (`--tls-on-demand-url`, no hosts) are watched with no hosts; a
 //! handshake for an unknown name asks the service's task for it (`on_demand`) and waits: the
-//! task takes a cached certificate if there is one, else asks the approval endpoint, and
-//! then maintains the host like any other. Every certificate and state is owned by its
+//! task takes a cached certificate if there is one, else asks the approval endpoint (for a
+//! `/path`, the service the handshake reached), and then maintains the host like any other. Every certificate and state is owned by its
 //! service, so removing the service stops serving them.
 
 mod account;
+mod ca_client;
 mod cache;
 pub mod challenge_kind;
 mod on_demand;
@@ -35,7 +36,10 @@ use tokio_util::task::TaskTracker;
 use super::certificate::{CertificateError, Validity};
 use super::challenges::Challenges;
 use crate::control::{Host, ServiceName};
+use crate::go_duration;
 use crate::service::options::AcmeSettings;
+use crate::service::Service;
+use account::CaSession;
 use cache::CertCache;
 use challenge_kind::ChallengeKind;
 pub use status::CertificateState;
@@ -51,11 +55,8 @@ const ON_DEMAND_WAIT: Duration = Duration::from_secs(60);
 pub enum AcmeError {
     #[error("ACME account: {0}")]
     Account(instant_acme::Error),
-    #[error("{reason}")]
-    Order {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
+    #[error("{0}")]
+    Order(String),
     #[error("{0}")]
     Rejected(String),
     #[error("the CA offered no challenge this proxy can answer")]
@@ -100,6 +101,8 @@ struct Running {
 /// or failed.
 struct OnDemandRequest {
     host: String,
+    /// The service the handshake reached, as it was then: a `/path` check goes through it.
+    service: Arc<Service>,
     reply: oneshot::Sender<()>,
 }
 
@@ -171,9 +174,9 @@ impl AcmeManager {
 
     /// Asks `service`'s task (an on-demand service) for a certificate for `host` and waits
     /// until it is served or refused, for a minute at most.
-    pub async fn on_demand(&self, service: &ServiceName, host: &str) {
+    pub async fn on_demand(&self, service: &Arc<Service>, host: &str) {
         let Some(requests) = lock(&self.running)
-            .get(service)
+            .get(&service.name)
             .map(|running| running.requests.clone())
         else {
             return;
@@ -181,6 +184,7 @@ impl AcmeManager {
         let (reply, settled) = oneshot::channel();
         let request = OnDemandRequest {
             host: host.to_string(),
+            service: Arc::clone(service),
             reply,
         };
         if requests.send(request).is_ok() {
@@ -306,7 +310,7 @@ impl AcmeManager {
         let mut not_before: HashMap<String, SystemTime> = HashMap::new();
         // Handshakes waiting for a name's first order; dropping a reply releases them.
         let mut waiting: HashMap<String, Vec<oneshot::Sender<()>>> = HashMap::new();
-        let mut account = None;
+        let mut session = CaSession::default();
         loop {
             let mut wake = SystemTime::now() + LONGEST_SLEEP;
             for host in &hosts {
@@ -315,7 +319,9 @@ impl AcmeManager {
                     wake = wake.min(due);
                     continue;
                 }
-                let attempt = self.obtain(&service, &cache, &watch.settings, &mut account, host);
+                // Only this attempt's refusals count.
+                session.take_retry_after();
+                let attempt = self.obtain(&service, &cache, &watch.settings, &mut session, host);
                 let outcome = tokio::select! {
                     outcome = attempt => outcome,
                     () = stop.cancelled() => return,
@@ -331,11 +337,12 @@ impl AcmeManager {
                     Err(error) => {
                         let count = failures.entry(host.to_string()).or_default();
                         *count += 1;
-                        let retry_after = order::retry_at(&error)
+                        let retry_after = session
+                            .take_retry_after()
                             .and_then(|at| at.duration_since(SystemTime::now()).ok());
-                        let retry_at =
-                            SystemTime::now() + schedule::retry_delay(*count, retry_after);
-                        tracing::error!(service = %service, host, error = %error, "Failed to obtain TLS certificate");
+                        let delay = schedule::retry_delay(*count, retry_after);
+                        let retry_at = SystemTime::now() + delay;
+                        tracing::error!(service = %service, host, error = %error, retry_in = %go_duration::format(delay), "Failed to obtain TLS certificate");
                         self.set_state(
                             &service,
                             host,
@@ -356,7 +363,7 @@ impl AcmeManager {
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 Some(request) = requests.recv() => {
-                    let admitted = self.admit(&service, &watch.settings, &cache, &request.host, &hosts);
+                    let admitted = self.admit(&request, &watch.settings, &cache, &hosts);
                     if admitted.await {
                         hosts.push(request.host.clone());
                         waiting.entry(request.host).or_default().push(request.reply);
@@ -371,22 +378,22 @@ impl AcmeManager {
     /// it is maintained already or was cached, nor when the approval endpoint refuses it.
     async fn admit(
         &self,
-        service: &ServiceName,
+        request: &OnDemandRequest,
         settings: &AcmeSettings,
         cache: &CertCache,
-        host: &str,
         hosts: &[String],
     ) -> bool {
-        if hosts.iter().any(|h| h == host) || self.load_cached(service, cache, host).await {
+        let (service, host) = (&request.service, request.host.as_str());
+        if hosts.iter().any(|h| h == host) || self.load_cached(&service.name, cache, host).await {
             return false;
         }
-        let Some(url) = settings.on_demand_url.as_deref() else {
+        let Some(url) = &settings.on_demand_url else {
             return false;
         };
-        match on_demand::approve(url, host).await {
+        match on_demand::approve(service, url, host).await {
             Ok(()) => true,
-            Err(reason) => {
-                tracing::warn!(service = %service, host, reason = %reason, "Refused an on-demand certificate");
+            Err(refusal) => {
+                refusal.log(&service.name);
                 false
             }
         }
@@ -433,18 +440,15 @@ impl AcmeManager {
         service: &ServiceName,
         cache: &CertCache,
         settings: &AcmeSettings,
-        account: &mut Option<instant_acme::Account>,
+        session: &mut CaSession,
         host: &str,
     ) -> Result<Validity, AcmeError> {
         if self.certificate(host).is_none() {
             self.set_state(service, host, CertificateState::Pending);
         }
-        let account = match account {
-            Some(account) => account,
-            None => account.insert(
-                account::account(cache, settings, self.config.ca_certificate.as_deref()).await?,
-            ),
-        };
+        let account = session
+            .account(cache, settings, self.config.ca_certificate.as_deref())
+            .await?;
         let issued = order::issue(account, host, &self.challenges, &self.config.challenges).await?;
         let certificate = super::certificate::from_pem(
             issued.chain_pem.as_bytes(),

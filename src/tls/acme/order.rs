@@ -7,7 +7,7 @@
 //! tells an operator nothing.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
@@ -71,27 +71,14 @@ fn tls_alpn01_certificate(
     )))
 }
 
-fn retry_after(error: &instant_acme::Error) -> Option<Duration> {
-    match error {
-        instant_acme::Error::Timeout(Some(at)) => {
-            Some(at.saturating_duration_since(std::time::Instant::now()))
-        }
-        _ => None,
-    }
-}
-
 fn order_error(error: instant_acme::Error) -> AcmeError {
-    let retry_after = retry_after(&error);
-    AcmeError::Order {
-        reason: match &error {
-            instant_acme::Error::Api(problem) => problem
-                .detail
-                .clone()
-                .unwrap_or_else(|| problem.to_string()),
-            other => other.to_string(),
-        },
-        retry_after,
-    }
+    AcmeError::Order(match &error {
+        instant_acme::Error::Api(problem) => problem
+            .detail
+            .clone()
+            .unwrap_or_else(|| problem.to_string()),
+        other => other.to_string(),
+    })
 }
 
 /// Orders a certificate for `host`, answering the first challenge in `preference` the CA offers.
@@ -196,17 +183,6 @@ async fn invalid_reason(order: &mut instant_acme::Order, host: &str) -> String {
         }
     }
     format!("the CA refused the order for {host}")
-}
-
-/// When the order should be retried at the earliest, if the CA said.
-pub fn retry_at(error: &AcmeError) -> Option<SystemTime> {
-    match error {
-        AcmeError::Order {
-            retry_after: Some(delay),
-            ..
-        } => Some(SystemTime::now() + *delay),
-        _ => None,
-    }
 }
 
 impl ChallengeKind {
