@@ -278,3 +278,32 @@ async fn refuses_bad_or_busy_metrics_ports() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_lines_can_be_turned_off_while_metrics_still_count() {
+    let port = free_port().to_string();
+    let proxy = Proxy::start_with_run_args(&["--metrics-port", &port, "--log-requests=false"]);
+    let app = Backend::start("app").await;
+    proxy
+        .deploy("web", &app.target(), &["--host=web.test"])
+        .await;
+    for _ in 0..3 {
+        assert_eq!(get(proxy.port(), "web.test", "/").await.status(), 200);
+    }
+    let text = scrape_until(&proxy, &requests("web", "GET", 200)).await;
+    assert_eq!(
+        value(&text, &requests("web", "GET", 200)).as_deref(),
+        Some("3")
+    );
+    // Past the request log's flush interval: nothing was held back either.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = proxy.logs();
+    assert!(
+        logs.iter().any(|line| line["msg"] == "Deployed"),
+        "{logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|line| line["msg"] == "Request"),
+        "{logs:?}"
+    );
+}

@@ -48,6 +48,9 @@ pub struct RunArgs {
     /// Log output: auto (the journal under systemd, else JSON), journal, json or text
     #[arg(long, value_name = "FORMAT", default_value = "auto", value_parser = str::parse::<LogFormat>)]
     log_format: LogFormat,
+    /// Write a log line per request (metrics are kept either way)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = args::go_bool)]
+    log_requests: Option<bool>,
 }
 
 impl RunArgs {
@@ -84,6 +87,7 @@ impl RunArgs {
             acme_challenges: args::joined(self.acme_challenges)
                 .unwrap_or_else(|| DEFAULT_PREFERENCE.to_vec()),
             log_format: self.log_format,
+            log_requests: self.log_requests.unwrap_or(true),
         })
     }
 }
@@ -159,6 +163,7 @@ mod tests {
                 acme_ca_cert: None,
                 acme_challenges: DEFAULT_PREFERENCE.to_vec(),
                 log_format: LogFormat::Auto,
+                log_requests: true,
             }
         );
     }
@@ -232,6 +237,13 @@ mod tests {
                 .http_port,
             81
         );
+    }
+
+    #[test]
+    fn turns_request_lines_off_only_when_asked() {
+        assert!(run(&[], &[]).unwrap().log_requests);
+        assert!(!run(&["--log-requests=false"], &[]).unwrap().log_requests);
+        assert!(run(&["--log-requests"], &[]).unwrap().log_requests);
     }
 
     #[test]

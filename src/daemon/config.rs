@@ -26,4 +26,7 @@ pub struct RunConfig {
     pub acme_challenges: Vec<ChallengeKind>,
     /// `auto`: the journal when stderr is journald's stream, else JSON on stdout.
     pub log_format: LogFormat,
+    /// A line per request (`--log-requests=false` keeps only lifecycle messages, as nginx's
+    /// `access_log off`).
+    pub log_requests: bool,
 }

@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::control::{ControlApi, ControlServer};
 use crate::lock::{self, DeployLocks};
+use crate::logging::RequestOutput;
 use crate::metrics::{self, Metrics};
 use crate::proxy::ListenerInfo;
 use crate::router::Router;
@@ -82,6 +83,11 @@ fn restore_locks(state_directory: &std::path::Path) -> DeployLocks {
 
 pub async fn run(config: RunConfig) -> Result<(), String> {
     let log = crate::logging::init(config.debug, config.log_format);
+    let log = if config.log_requests {
+        log
+    } else {
+        RequestOutput::Off
+    };
     crate::tls::install_crypto_provider();
     let Listeners {
         http,

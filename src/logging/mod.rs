@@ -38,6 +38,8 @@ pub enum RequestOutput {
     Text,
     /// The socket lives as long as the process, like stdout does.
     Journal(&'static JournalSocket),
+    /// `run --log-requests=false`.
+    Off,
 }
 
 /// Our own events at `level`; dependencies (zbus, hyper) only when they warn.

@@ -47,6 +47,10 @@ use crate::tls::challenges::HTTP01_PREFIX;
 /// then routed again on the new table. Two retries cover back-to-back deploys.
 const CLAIM_ATTEMPTS: usize = 3;
 
+/// Headers the proxy adds to a forwarded request: `Host` (HTTP/2), `X-Request-Id`,
+/// `X-Request-Start`, `X-Forwarded-For`/`-Proto`/`-Host` and `X-Kamal-Target`.
+const ADDED_HEADERS: usize = 7;
+
 pub struct Handler {
     router: Arc<Router>,
     metrics: Arc<Metrics>,
@@ -206,6 +210,9 @@ impl Handler {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
+        // Room for the headers added on the way (request id and start, the forwarding
+        // headers): the map grows once instead of once per insert.
+        request.headers_mut().reserve(ADDED_HEADERS);
         host_header_from_authority(&mut request);
         let request_id = headers::ensure_request_id_and_start(request.headers_mut(), now_ms);
         let metrics = self.metrics.unrouted(request.method());

@@ -49,9 +49,15 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers, including those the `Connection` header names. For an
 /// upgrade, `Connection: upgrade` and `Upgrade` are kept: they are the request.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most requests carry none of them; one pass over the names (cheap comparisons of
-    // standard names) spares the nine removals.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One pass over the names (cheap comparisons of standard names) finds which are there:
+    // most messages carry none of them, or only `Connection`, so only those are removed.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(index) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[index] = true;
+        }
+    }
+    if !present.contains(&true) {
         return;
     }
     let upgrade = if keep_upgrade {
@@ -64,12 +70,20 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let named = connection
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','));
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|token| {
+            !HOP_BY_HOP
+                .iter()
+                .any(|hop| hop.as_str().eq_ignore_ascii_case(token))
+        });
     for name in named {
-        headers.remove(name.trim());
-    }
-    for name in &HOP_BY_HOP {
         headers.remove(name);
+    }
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
     if let Some(upgrade) = upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -191,6 +205,18 @@ mod tests {
         remove_hop_by_hop(&mut map, false);
         assert_eq!(map.len(), 1);
         assert!(map.contains_key("x-app"));
+    }
+
+    #[test]
+    fn removes_each_hop_by_hop_header_whatever_else_is_there() {
+        for hop in &HOP_BY_HOP {
+            let mut map = headers(&[("x-app", "1"), (hop.as_str(), "v"), ("x-other", "2")]);
+            remove_hop_by_hop(&mut map, false);
+            assert_eq!(map.len(), 2, "{hop} kept");
+        }
+        let mut map = headers(&[("connection", "X-Named, , bad token"), ("x-named", "1")]);
+        remove_hop_by_hop(&mut map, false);
+        assert!(map.is_empty());
     }
 
     #[test]

@@ -171,6 +171,7 @@ impl RequestLog {
                 self.fill(&mut record, bytes_sent, duration);
                 journal.send(record);
             }
+            RequestOutput::Off => {}
         }
         // Last: recording consumes the metrics handle.
         self.metrics.finish(self.status, duration);

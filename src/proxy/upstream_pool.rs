@@ -15,6 +15,7 @@
 //! is sent again on a new one: it was never sent, so it is safe to.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -49,9 +50,31 @@ impl Idle {
     }
 }
 
+/// Keyed by the target's `host:port` text. FNV-1a rather than SipHash: the keys are a
+/// handful of short strings the operator chose, hashed twice per request.
 #[derive(Default)]
 struct Idles {
-    by_target: HashMap<Authority, Vec<Idle>>,
+    by_target: HashMap<Box<str>, Vec<Idle>, BuildHasherDefault<Fnv1a>>,
+}
+
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// A pool shared by a thread's handler and the bodies it returns.
@@ -85,7 +108,13 @@ pub struct Checkin {
 impl Checkin {
     pub fn give_back(self) {
         let mut idle = self.pool.lock();
-        let list = idle.by_target.entry(self.target).or_default();
+        let list = match idle.by_target.get_mut(self.target.as_str()) {
+            Some(list) => list,
+            None => idle
+                .by_target
+                .entry(self.target.as_str().into())
+                .or_default(),
+        };
         if list.len() < MAX_IDLE_PER_TARGET {
             list.push(Idle {
                 sender: self.sender,
@@ -152,7 +181,7 @@ impl UpstreamPool {
     fn take_ready(&self, target: &Authority) -> Option<SendRequest<RelayBody>> {
         let now = Instant::now();
         let mut idle = self.lock();
-        let list = idle.by_target.get_mut(target)?;
+        let list = idle.by_target.get_mut(target.as_str())?;
         let mut busy = Vec::new();
         let mut found = None;
         while let Some(mut candidate) = list.pop() {
