@@ -9,6 +9,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use support::{get, Backend, Proxy};
 
@@ -437,6 +439,39 @@ async fn logs_every_request_with_the_go_fields() {
     assert_eq!(line["query"], "a=1&b=two");
     assert_eq!(line["req_x_custom_in"], "custom-value");
     assert_eq!(line["resp_x_backend"], "app");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_before_the_response_is_logged_as_499() {
+    use tokio::io::AsyncWriteExt;
+    let proxy = Proxy::start();
+    let app = Backend::start("app").await;
+    proxy
+        .deploy("web", &app.target(), &["--host=app.example.com"])
+        .await;
+
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let request =
+        "GET /slow?ms=2000 HTTP/1.1\r\nhost: app.example.com\r\nx-request-id: gone-1\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    support::poll_until(
+        Duration::from_secs(5),
+        "the request reached the app",
+        || async { app.in_flight() == 1 },
+    )
+    .await;
+    drop(stream);
+
+    let line = proxy.request_log("gone-1").await;
+    assert_eq!(line["status"], 499, "{line}");
+    assert_eq!(line["service"], "web");
+    assert_eq!(line["target"], app.target());
+    assert_eq!(line["resp_content_length"], 0);
+    // The target's request was abandoned with it, not left to run.
+    support::poll_until(Duration::from_secs(5), "the app saw it go", || async {
+        app.in_flight() == 0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,9 +27,10 @@ pub fn write_now(bytes: &[u8]) {
     let _ = std::io::stdout().lock().write_all(bytes);
 }
 
-/// Queues one whole line; writes the batch once it is full.
+/// Queues one whole line; writes the batch once it is full. A line written while the
+/// thread is being torn down (a request abandoned as its runtime drops) goes out at once.
 pub fn write_batched(line: &str) {
-    PENDING.with(|pending| {
+    let queued = PENDING.try_with(|pending| {
         let mut pending = pending.borrow_mut();
         pending.extend_from_slice(line.as_bytes());
         if pending.len() >= BATCH_BYTES {
@@ -37,6 +38,9 @@ pub fn write_batched(line: &str) {
             pending.clear();
         }
     });
+    if queued.is_err() {
+        write_now(line.as_bytes());
+    }
 }
 
 /// Writes this thread's queued lines.

@@ -61,6 +61,19 @@ pub struct RequestLog {
     extra: Vec<(String, String)>,
     /// Replaced by the handler once the request is routed.
     pub metrics: RequestMetrics,
+    written: bool,
+}
+
+/// A log dropped unwritten belongs to a request whose handling was abandoned: hyper drops
+/// the request's future when its client disconnects before the response started (while the
+/// target is still thinking, say). Go logs those as 499, and so does this.
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        if !self.written {
+            self.status = CLIENT_CLOSED_REQUEST;
+            self.emit(0);
+        }
+    }
 }
 
 fn field_name(prefix: &str, header: &HeaderName) -> String {
@@ -109,6 +122,7 @@ impl RequestLog {
             resp_content_type: None,
             extra: Vec::new(),
             metrics,
+            written: false,
         }
     }
 
@@ -146,7 +160,16 @@ impl RequestLog {
         }
     }
 
-    pub fn write(self, bytes_sent: u64) {
+    /// Writes the line and records the metrics, once the response is over.
+    pub fn write(mut self, bytes_sent: u64) {
+        self.emit(bytes_sent);
+    }
+
+    fn emit(&mut self, bytes_sent: u64) {
+        if self.written {
+            return;
+        }
+        self.written = true;
         let duration = self.start.elapsed();
         match self.listener.log {
             RequestOutput::Json => {
@@ -173,8 +196,9 @@ impl RequestLog {
             }
             RequestOutput::Off => {}
         }
-        // Last: recording consumes the metrics handle.
-        self.metrics.finish(self.status, duration);
+        // Recording consumes the metrics handle; nothing is recorded twice.
+        std::mem::replace(&mut self.metrics, RequestMetrics::excluded())
+            .finish(self.status, duration);
     }
 
     /// The `Host` header without a numeric port, as Go logs it.
