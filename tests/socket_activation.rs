@@ -169,6 +169,12 @@ async fn serves_on_sockets_passed_by_systemd_without_binding_its_own() {
         started["https"], https_port,
         "the https socket passed is served: {started}"
     );
+    // Flags that disagree with systemd's sockets are named, not silently dropped.
+    let warning = daemon.wait_for(
+        "Listening on the sockets systemd passed; change ListenStream= in the socket units to move them",
+    );
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert_eq!(warning["ignored"], "--https-port 443, --bind", "{warning}");
 
     let backend = Backend::start("app").await;
     let target = format!("--target={}", backend.target());

@@ -16,8 +16,8 @@ use zbus::zvariant::Value;
 use zbus::{connection, fdo::DBusProxy, Connection};
 
 use super::{
-    socket_path, BusChoice, DeployOptions, PauseOptions, RolloutDeployOptions, RolloutSetOptions,
-    ServiceName, ServiceSummary, StopOptions, TargetAddress, BUS_NAME,
+    client_socket_path, BusChoice, DeployOptions, PauseOptions, RolloutDeployOptions,
+    RolloutSetOptions, ServiceName, ServiceSummary, StopOptions, TargetAddress, BUS_NAME,
 };
 use crate::lock::Lock;
 use crate::service::options::{DEFAULT_DEPLOY_TIMEOUT, DEFAULT_DRAIN_TIMEOUT};
@@ -258,7 +258,7 @@ pub async fn connect(bus: &BusChoice) -> Result<Client, String> {
         BusChoice::Session => {
             bus_connection(connection::Builder::session(), "the session bus").await?
         }
-        BusChoice::None => socket_connection(&socket_path()).await?,
+        BusChoice::None => socket_connection(&client_socket_path()).await?,
         BusChoice::Auto => auto_connection().await?,
     };
     let proxy = ControlProxy::new(&connection)
@@ -271,14 +271,14 @@ pub async fn connect(bus: &BusChoice) -> Result<Client, String> {
 /// there; else the socket by the path rule.
 async fn auto_connection() -> Result<Connection, String> {
     if std::env::var_os("KAMAL_PROXY_SOCKET").is_some_and(|path| !path.is_empty()) {
-        return socket_connection(&socket_path()).await;
+        return socket_connection(&client_socket_path()).await;
     }
     if let Ok(Some(connection)) =
         tokio::time::timeout(PROBE_TIMEOUT, system_bus_with_daemon()).await
     {
         return Ok(connection);
     }
-    socket_connection(&socket_path()).await
+    socket_connection(&client_socket_path()).await
 }
 
 /// The system bus, if it is reachable and `org.kamal.Proxy1` is owned or activatable on it.

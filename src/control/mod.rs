@@ -33,7 +33,7 @@ pub use server::ControlServer;
 pub use service_name::ServiceName;
 pub use service_summary::ServiceSummary;
 pub use target_address::TargetAddress;
-pub use transport::{socket_path, BusChoice, SOCKET_FILE_NAME};
+pub use transport::{client_socket_path, socket_path, BusChoice, SOCKET_FILE_NAME};
 
 /// The well-known bus name, object path and interface name (fixed contract).
 pub const BUS_NAME: &str = "org.kamal.Proxy1";

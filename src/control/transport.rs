@@ -52,6 +52,25 @@ pub fn socket_path() -> PathBuf {
     dir.join(SOCKET_FILE_NAME)
 }
 
+/// Where the packaged service's socket is (`RuntimeDirectory=kamal-proxy`).
+const SERVICE_SOCKET: &str = "/run/kamal-proxy/kamal-proxy.sock";
+
+/// The socket a client connects to: `socket_path()`, unless nothing listens there and the
+/// packaged service's socket exists. A CLI run over SSH has no `RUNTIME_DIRECTORY`, so
+/// without this the fallback would miss the daemon systemd runs.
+pub fn client_socket_path() -> PathBuf {
+    let own = socket_path();
+    if own.exists() || std::env::var_os("KAMAL_PROXY_SOCKET").is_some_and(|v| !v.is_empty()) {
+        return own;
+    }
+    let service = PathBuf::from(SERVICE_SOCKET);
+    if service.exists() {
+        service
+    } else {
+        own
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

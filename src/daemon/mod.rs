@@ -81,6 +81,29 @@ fn restore_locks(state_directory: &std::path::Path) -> DeployLocks {
     locks
 }
 
+/// systemd's sockets decide where the proxy listens; flags that say otherwise would be
+/// silently ignored, and an operator who set them must hear it.
+fn warn_of_ignored_listen_flags(config: &RunConfig, http_port: u16, https_port: u16) {
+    let mut ignored = Vec::new();
+    if config.http_port != http_port {
+        ignored.push(format!("--http-port {}", config.http_port));
+    }
+    if config.https_port != https_port {
+        ignored.push(format!("--https-port {}", config.https_port));
+    }
+    if !config.bind.is_empty() {
+        ignored.push("--bind".to_string());
+    }
+    if !ignored.is_empty() {
+        tracing::warn!(
+            http = http_port,
+            https = https_port,
+            ignored = %ignored.join(", "),
+            "Listening on the sockets systemd passed; change ListenStream= in the socket units to move them"
+        );
+    }
+}
+
 pub async fn run(config: RunConfig) -> Result<(), String> {
     let log = crate::logging::init(config.debug, config.log_format);
     let log = if config.log_requests {
@@ -96,6 +119,9 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     } = Listeners::take_or_bind(&config.bind, config.http_port, config.https_port)?;
     let http_port = first_port(&http).unwrap_or(config.http_port);
     let https_port = first_port(&https).unwrap_or(config.https_port);
+    if source == ListenerSource::Systemd {
+        warn_of_ignored_listen_flags(&config, http_port, https_port);
+    }
     if https.is_empty() {
         tracing::warn!(
             "systemd passed no https socket (FileDescriptorName=https); HTTPS is not served"
