@@ -148,7 +148,7 @@ async fn exchange(
     spill_dir: &Arc<SpillDir>,
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let request = if options.buffer_requests {
-        request_buffer::buffer(request, options, spill_dir).await?
+        Box::pin(request_buffer::buffer(request, options, spill_dir)).await?
     } else {
         request.map(RelayBody::Streamed)
     };
@@ -159,7 +159,7 @@ async fn exchange(
             Err(_) => return Err(ForwardError::Timeout),
         };
     if options.buffer_responses && response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        response_buffer::buffer(response, options, spill_dir).await
+        Box::pin(response_buffer::buffer(response, options, spill_dir)).await
     } else {
         Ok(response.map(RelayBody::Streamed))
     }

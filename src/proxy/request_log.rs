@@ -40,7 +40,12 @@ pub struct Peer {
     pub client: SocketAddr,
 }
 
-pub struct RequestLog {
+/// The request's line, boxed: it rides in every future and body on the request's path,
+/// and those are moved several times per request; a pointer moves for free, the 580 bytes
+/// of its fields do not (measured: memcpy was the largest single item in the profile).
+pub struct RequestLog(Box<Entry>);
+
+pub struct Entry {
     start: Instant,
     listener: ListenerInfo,
     client: SocketAddr,
@@ -69,10 +74,24 @@ pub struct RequestLog {
 /// target is still thinking, say). Go logs those as 499, and so does this.
 impl Drop for RequestLog {
     fn drop(&mut self) {
-        if !self.written {
-            self.status = CLIENT_CLOSED_REQUEST;
-            self.emit(0);
+        if !self.0.written {
+            self.0.status = CLIENT_CLOSED_REQUEST;
+            self.0.emit(0);
         }
+    }
+}
+
+impl std::ops::Deref for RequestLog {
+    type Target = Entry;
+
+    fn deref(&self) -> &Entry {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for RequestLog {
+    fn deref_mut(&mut self) -> &mut Entry {
+        &mut self.0
     }
 }
 
@@ -103,7 +122,7 @@ impl RequestLog {
         metrics: RequestMetrics,
     ) -> Self {
         let headers = request.headers();
-        RequestLog {
+        RequestLog(Box::new(Entry {
             start,
             listener: peer.listener,
             client: peer.client,
@@ -123,9 +142,16 @@ impl RequestLog {
             extra: Vec::new(),
             metrics,
             written: false,
-        }
+        }))
     }
 
+    /// Writes the line and records the metrics, once the response is over.
+    pub fn write(mut self, bytes_sent: u64) {
+        self.0.emit(bytes_sent);
+    }
+}
+
+impl Entry {
     /// The client address a trusted `--client-ip-header` named, logged as `remote_addr`.
     pub fn record_client_ip(&mut self, client_ip: HeaderValue) {
         self.forwarded_for = Some(client_ip);
@@ -158,11 +184,6 @@ impl RequestLog {
         if self.method != Method::HEAD {
             self.status = CLIENT_CLOSED_REQUEST;
         }
-    }
-
-    /// Writes the line and records the metrics, once the response is over.
-    pub fn write(mut self, bytes_sent: u64) {
-        self.emit(bytes_sent);
     }
 
     fn emit(&mut self, bytes_sent: u64) {

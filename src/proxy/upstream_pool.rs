@@ -144,7 +144,7 @@ impl UpstreamPool {
                 Err(retry) => request = retry?,
             }
         }
-        let sender = connect(target).await?;
+        let sender = Box::pin(connect(target)).await?;
         match self.exchange(target, sender, request).await {
             Ok(response) => Ok(response),
             Err(Ok(_unsent)) => Err(UpstreamError::ClosedBeforeSending),
