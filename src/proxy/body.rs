@@ -21,12 +21,17 @@ use crate::service::target::InflightGuard;
 
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
+const DRAINED: &str = "request cancelled due to draining";
+
 enum Kind {
     Full(Option<Bytes>),
     Upstream {
         body: ResponseBody,
-        cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
-        _guard: InflightGuard,
+        /// Waits for the drain deadline; made only once the body has to wait for the target
+        /// (most bodies never do, and the wait takes locks every request to the target
+        /// shares).
+        deadline: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+        guard: InflightGuard,
     },
 }
 
@@ -49,12 +54,11 @@ impl ProxyBody {
     }
 
     pub fn upstream(body: ResponseBody, guard: InflightGuard, log: RequestLog) -> Self {
-        let cancelled = Box::pin(guard.tokens().requests.clone().cancelled_owned());
         ProxyBody {
             kind: Kind::Upstream {
                 body,
-                cancelled,
-                _guard: guard,
+                deadline: None,
+                guard,
             },
             sent: 0,
             over: false,
@@ -75,13 +79,25 @@ impl Body for ProxyBody {
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream {
-                body, cancelled, ..
+                body,
+                deadline,
+                guard,
             } => {
-                if cancelled.as_mut().poll(cx).is_ready() {
+                if guard.tokens().is_cut() {
                     this.over = true;
-                    return Poll::Ready(Some(Err("request cancelled due to draining".into())));
+                    return Poll::Ready(Some(Err(DRAINED.into())));
                 }
-                Pin::new(body).poll_frame(cx).map_err(|e| e.into())
+                let polled = Pin::new(body).poll_frame(cx).map_err(|e| e.into());
+                if polled.is_pending() {
+                    let deadline = deadline.get_or_insert_with(|| {
+                        Box::pin(guard.tokens().requests.clone().cancelled_owned())
+                    });
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        this.over = true;
+                        return Poll::Ready(Some(Err(DRAINED.into())));
+                    }
+                }
+                polled
             }
         };
         match &polled {

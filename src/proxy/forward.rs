@@ -134,7 +134,10 @@ pub async fn send(
     guard: &InflightGuard,
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let target = guard.target().authority();
+    // The exchange first: the drain's wait (which takes locks) is set up only once the
+    // exchange has to wait for the target.
     tokio::select! {
+        biased;
         result = exchange(pool, target, request, options, spill_dir) => result,
         () = guard.tokens().requests.cancelled() => Err(ForwardError::Drained),
     }

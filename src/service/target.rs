@@ -10,9 +10,10 @@
 //! waited for or backs off and is re-routed by the caller; it is never lost.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::uri::Authority;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -22,12 +23,31 @@ use crate::control::TargetAddress;
 
 /// Cancellation for one drain generation. A drain swaps in fresh tokens and cancels the
 /// old ones, so a target that is drained for a pause can serve again after resume.
-#[derive(Clone, Default)]
+///
+/// Every request holds its generation through one `Arc` (taken without a lock), and
+/// `cut` tells a response body the deadline passed with one atomic load: a
+/// `CancellationToken` takes a mutex to clone, drop or even ask `is_cancelled`, and those
+/// mutexes are shared by every request to the target on every core.
+#[derive(Default)]
 pub struct DrainTokens {
     /// Cancelled when a drain starts: upgraded connections close at once.
     pub upgrades: CancellationToken,
     /// Cancelled at the drain deadline: what is still running is cut off.
     pub requests: CancellationToken,
+    /// Set just before `requests` is cancelled.
+    cut: AtomicBool,
+}
+
+impl DrainTokens {
+    /// Whether the drain deadline passed: requests still running are to be cut off.
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
+    }
+
+    fn cut_requests(&self) {
+        self.cut.store(true, Ordering::Release);
+        self.requests.cancel();
+    }
 }
 
 pub struct Target {
@@ -38,8 +58,8 @@ pub struct Target {
     draining: AtomicBool,
     inflight: AtomicUsize,
     idle: Notify,
-    /// Short critical sections only: a clone on claim, a swap on drain.
-    tokens: Mutex<DrainTokens>,
+    /// Loaded on claim, swapped on drain.
+    tokens: ArcSwap<DrainTokens>,
 }
 
 /// What a target does once drained.
@@ -55,7 +75,7 @@ pub enum DrainMode {
 /// Proof that a request is in flight to a target; dropping it ends the claim.
 pub struct InflightGuard {
     target: Arc<Target>,
-    tokens: DrainTokens,
+    tokens: Arc<DrainTokens>,
 }
 
 impl InflightGuard {
@@ -63,7 +83,7 @@ impl InflightGuard {
         &self.target
     }
 
-    pub fn tokens(&self) -> &DrainTokens {
+    pub fn tokens(&self) -> &Arc<DrainTokens> {
         &self.tokens
     }
 }
@@ -90,7 +110,7 @@ impl Target {
             draining: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             idle: Notify::new(),
-            tokens: Mutex::new(DrainTokens::default()),
+            tokens: ArcSwap::default(),
         })
     }
 
@@ -128,15 +148,9 @@ impl Target {
             }
             return None;
         }
-        // Poisoning would need a panic while cloning two tokens; keep serving if it happens.
-        let tokens = self
-            .tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         Some(InflightGuard {
             target: Arc::clone(self),
-            tokens,
+            tokens: self.tokens.load_full(),
         })
     }
 
@@ -144,7 +158,7 @@ impl Target {
     /// the deadline.
     pub async fn drain(&self, timeout: Duration, mode: DrainMode) -> usize {
         self.draining.store(true, Ordering::SeqCst);
-        let old = std::mem::take(&mut *self.tokens.lock().unwrap_or_else(|e| e.into_inner()));
+        let old = self.tokens.swap(Arc::default());
         old.upgrades.cancel();
         let deadline = tokio::time::Instant::now() + timeout;
         let mut cancelled = 0;
@@ -158,7 +172,7 @@ impl Target {
             }
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
                 cancelled = remaining;
-                old.requests.cancel();
+                old.cut_requests();
                 break;
             }
         }
