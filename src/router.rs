@@ -587,6 +587,15 @@ impl Router {
             ));
         }
         let current = self.service(&name)?;
+        // One deploy of a service at a time, rollout or not: two would each drain what the
+        // other just installed.
+        if !lock(&self.deploying).insert(name.clone()) {
+            return Err(ControlError::deploy_in_progress(name.as_str()));
+        }
+        let _deploying = DeployingGuard {
+            router: self,
+            name: name.clone(),
+        };
         let deploy_timeout = options.deploy_timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT);
         let drain_timeout = options.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT);
         let target_list: Vec<&str> = targets.iter().map(TargetAddress::as_str).collect();

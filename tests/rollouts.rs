@@ -339,3 +339,49 @@ async fn a_restart_keeps_the_rollout_group_and_split() {
     let listed = proxy.list_json().await;
     assert_eq!(listed[0]["targets"], serde_json::json!([app.target()]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_deploy_is_refused_while_another_deploy_of_the_service_runs() {
+    let proxy = Proxy::start();
+    let app = Backend::start("app").await;
+    let slow = Backend::start("slow").await;
+    let other = Backend::start("other").await;
+    slow.set_healthy(false);
+    proxy
+        .deploy("web", &app.target(), &["--health-check-interval=100ms"])
+        .await;
+
+    let first = {
+        let mut command = tokio::process::Command::from(proxy.command());
+        command.args([
+            "rollout",
+            "deploy",
+            "web",
+            &format!("--target={}", slow.target()),
+            "--deploy-timeout=20s",
+        ]);
+        command.kill_on_drop(true);
+        command.output()
+    };
+    let first = tokio::spawn(first);
+    support::poll_until(
+        std::time::Duration::from_secs(5),
+        "the rollout deploy to start checking",
+        || async { slow.count("/up") > 0 },
+    )
+    .await;
+
+    let message = "a deploy of service \"web\" is already in progress; wait for it to finish";
+    let target = format!("--target={}", other.target());
+    proxy
+        .cli_err(&["rollout", "deploy", "web", &target], message)
+        .await;
+    proxy.cli_err(&["deploy", "web", &target], message).await;
+
+    slow.set_healthy(true);
+    let first = first.await.expect("join").expect("run the rollout deploy");
+    support::assert_success_silent(&first, &["rollout", "deploy", "web"]);
+    // The refused deploy changed nothing: the app still serves, nothing reached `other`.
+    assert_eq!(get(proxy.port(), HOST, "/").await.backend(), "app");
+    assert_eq!(other.count("/up"), 0);
+}
