@@ -29,6 +29,13 @@ struct RawTarget {
 
 impl RawTarget {
     async fn start() -> RawTarget {
+        Self::start_closing_idle(None).await
+    }
+
+    /// A target that, like an app server's keep-alive timeout crossing a request on the
+    /// wire, closes without answering a request that arrives on a connection idle for at
+    /// least `idle`.
+    async fn start_closing_idle(idle: Option<Duration>) -> RawTarget {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -37,7 +44,7 @@ impl RawTarget {
             while let Ok((stream, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
                 stream.set_nodelay(true).unwrap();
-                tokio::spawn(serve(stream));
+                tokio::spawn(serve(stream, idle));
             }
         });
         RawTarget { port, connections }
@@ -48,8 +55,9 @@ impl RawTarget {
     }
 }
 
-async fn serve(mut stream: TcpStream) {
+async fn serve(mut stream: TcpStream, close_when_idle: Option<Duration>) {
     let mut buffer = Vec::new();
+    let mut last_answer = std::time::Instant::now();
     loop {
         let head_end = loop {
             if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -61,6 +69,9 @@ async fn serve(mut stream: TcpStream) {
                 Ok(n) => buffer.extend_from_slice(&chunk[..n]),
             }
         };
+        if close_when_idle.is_some_and(|idle| last_answer.elapsed() >= idle) {
+            return;
+        }
         let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
         buffer.drain(..head_end);
         let path = head.split(' ').nth(1).unwrap_or("/").to_string();
@@ -78,17 +89,22 @@ async fn serve(mut stream: TcpStream) {
         if path == "/close" {
             return;
         }
+        last_answer = std::time::Instant::now();
     }
 }
 
 async fn proxy_with_target() -> (Proxy, RawTarget) {
-    let target = RawTarget::start().await;
+    proxy_in_front_of(RawTarget::start().await).await
+}
+
+async fn proxy_in_front_of(target: RawTarget) -> (Proxy, RawTarget) {
     let proxy = Proxy::start();
     proxy
         .deploy(
             "pool",
             &format!("127.0.0.1:{}", target.port),
-            &["--host", HOST],
+            // Frequent checks keep the checker's own connection from ever idling out.
+            &["--host", HOST, "--health-check-interval=100ms"],
         )
         .await;
     (proxy, target)
@@ -175,4 +191,16 @@ async fn a_body_left_unread_never_reaches_the_next_request() {
         target.connections() >= 5,
         "a half-read connection was reused"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_crossing_the_targets_idle_close_is_sent_again() {
+    let target = RawTarget::start_closing_idle(Some(Duration::from_millis(1200))).await;
+    let (proxy, _target) = proxy_in_front_of(target).await;
+    let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(exchange_on(&mut client, "/first").await, "/first");
+    // The pooled connection has been idle past the target's limit: the target drops the
+    // next request on it unanswered, and the proxy sends it again on a new connection.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(exchange_on(&mut client, "/second").await, "/second");
 }

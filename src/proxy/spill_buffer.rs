@@ -205,6 +205,16 @@ pub struct SpilledBody {
 }
 
 impl SpilledBody {
+    /// A body with nothing in it: a bodyless request sent again on a new connection.
+    pub fn empty() -> Self {
+        SpilledBody {
+            memory: None,
+            file: None,
+            file_remaining: 0,
+            read_buf: BytesMut::new(),
+        }
+    }
+
     pub fn len(&self) -> u64 {
         self.memory.as_ref().map_or(0, |m| m.len() as u64) + self.file_remaining
     }

@@ -12,7 +12,10 @@
 //! taken newest first (warm, and the oldest age out), must be ready at once (one still
 //! finishing a request upload is left for later), and is dropped after `IDLE_TIMEOUT` or
 //! once the target closed it. A request that met a connection the target had just closed
-//! is sent again on a new one: it was never sent, so it is safe to.
+//! is sent again on a new one: when hyper says it was never sent, or when it is a bodyless
+//! idempotent request on a connection that had been idle a while (app servers close idle
+//! keep-alive connections after a few seconds, and the close can cross the request on the
+//! wire; Go's transport retries these too). Only those requests pay for the copy.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -22,12 +25,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::relay_body::RelayBody;
+use super::spill_buffer::SpilledBody;
 use super::upstream_body::UpstreamBody;
 
 /// Idle connections kept per target, enough for a busy app server's worker pool.
@@ -36,6 +41,10 @@ const MAX_IDLE_PER_TARGET: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often closed and expired connections are swept out.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// A connection idle at least this long may be being closed by the target: a bodyless
+/// idempotent request sent on it keeps a copy to send again. Busy connections are reused
+/// within microseconds and never pay for the copy.
+const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// TCP keep-alive probes on upstream connections, to notice a target host that vanished.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -138,10 +147,25 @@ impl UpstreamPool {
         request: Request<RelayBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let mut request = request;
-        if let Some(sender) = self.take_ready(target) {
+        if let Some((sender, idle_for)) = self.take_ready(target) {
+            let replay = if idle_for >= REPLAY_AFTER_IDLE {
+                replayable_copy(&request)
+            } else {
+                None
+            };
             match self.exchange(target, sender, request).await {
                 Ok(response) => return Ok(response),
-                Err(retry) => request = retry?,
+                Err(Ok(unsent)) => request = unsent,
+                Err(Err(UpstreamError::Exchange(error))) if error.is_incomplete_message() => {
+                    match replay {
+                        Some(copy) => {
+                            tracing::debug!(target = %target, "Target closed an idle connection as a request was sent; sending it again");
+                            request = copy;
+                        }
+                        None => return Err(UpstreamError::Exchange(error)),
+                    }
+                }
+                Err(Err(error)) => return Err(error),
             }
         }
         let sender = Box::pin(connect(target)).await?;
@@ -177,8 +201,9 @@ impl UpstreamPool {
         }
     }
 
-    /// The newest idle connection to `target` that can take a request right now.
-    fn take_ready(&self, target: &Authority) -> Option<SendRequest<RelayBody>> {
+    /// The newest idle connection to `target` that can take a request right now, and how
+    /// long it was idle.
+    fn take_ready(&self, target: &Authority) -> Option<(SendRequest<RelayBody>, Duration)> {
         let now = Instant::now();
         let mut idle = self.lock();
         let list = idle.by_target.get_mut(target.as_str())?;
@@ -190,7 +215,7 @@ impl UpstreamPool {
             }
             match poll_once(|cx| candidate.sender.poll_ready(cx)) {
                 Poll::Ready(Ok(())) => {
-                    found = Some(candidate.sender);
+                    found = Some((candidate.sender, now.duration_since(candidate.since)));
                     break;
                 }
                 Poll::Ready(Err(_)) => {}
@@ -210,6 +235,23 @@ impl UpstreamPool {
             !list.is_empty()
         });
     }
+}
+
+/// A copy of `request` to send again, if that is safe: an idempotent method and no body.
+fn replayable_copy(request: &Request<RelayBody>) -> Option<Request<RelayBody>> {
+    let idempotent = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    if !idempotent || !request.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(RelayBody::Buffered(SpilledBody::empty()));
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
 }
 
 /// Opens a new connection to `target` and starts its task on this thread's runtime.
