@@ -77,6 +77,21 @@ async fn client<'a>(proxy: &Proxy, pebble: &Pebble) -> TlsClient<'a> {
     client_for(proxy, pebble, HOST).await
 }
 
+/// A service on `app` with a certificate pebble issued over HTTP-01, valid for
+/// `validity_seconds`, and a client that trusts pebble.
+async fn issued_for(validity_seconds: u64) -> (Pebble, Proxy, Backend, TlsClient<'static>) {
+    let options = PebbleOptions {
+        validity_seconds: Some(validity_seconds),
+        ..PebbleOptions::default()
+    };
+    let (pebble, proxy) = start("http-01", options);
+    let app = Backend::start("app").await;
+    deploy(&proxy, &pebble, &app, &[]).await;
+    wait_for_certificates(&proxy, 1).await;
+    let client = client(&proxy, &pebble).await;
+    (pebble, proxy, app, client)
+}
+
 /// A client for `host` trusting only pebble's issuing root.
 async fn client_for<'a>(proxy: &Proxy, pebble: &Pebble, host: &'a str) -> TlsClient<'a> {
     TlsClient {
@@ -135,15 +150,7 @@ async fn issues_through_tls_alpn01() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renews_a_short_lived_certificate_before_it_expires() {
-    let options = PebbleOptions {
-        validity_seconds: Some(9),
-        ..PebbleOptions::default()
-    };
-    let (pebble, proxy) = start("http-01", options);
-    let app = Backend::start("app").await;
-    deploy(&proxy, &pebble, &app, &[]).await;
-    wait_for_certificates(&proxy, 1).await;
-    let client = client(&proxy, &pebble).await;
+    let (_pebble, proxy, _app, client) = issued_for(9).await;
     let first = client.get(HOST, "/").await.unwrap().peer_chain[0].clone();
     wait_for_certificates(&proxy, 2).await;
     let second = client.get(HOST, "/").await.unwrap().peer_chain[0].clone();
@@ -152,15 +159,7 @@ async fn renews_a_short_lived_certificate_before_it_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_renewal_is_listed_with_the_reason_and_keeps_the_old_certificate() {
-    let options = PebbleOptions {
-        validity_seconds: Some(30),
-        ..PebbleOptions::default()
-    };
-    let (pebble, proxy) = start("http-01", options);
-    let app = Backend::start("app").await;
-    deploy(&proxy, &pebble, &app, &[]).await;
-    wait_for_certificates(&proxy, 1).await;
-    let client = client(&proxy, &pebble).await;
+    let (pebble, proxy, _app, client) = issued_for(30).await;
 
     // Validation now goes where nothing listens; a renewal (from 20 s) fails. The margin
     // covers a loaded CI machine running every test file at once.

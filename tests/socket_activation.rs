@@ -101,6 +101,23 @@ impl Drop for Daemon {
     }
 }
 
+/// `kamal-proxy run` binding its own free ports on 127.0.0.1, with no bus.
+fn bound_daemon() -> Command {
+    let mut command = Command::new(BIN);
+    command.args([
+        "--bus",
+        "none",
+        "run",
+        "--http-port",
+        "0",
+        "--https-port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+    ]);
+    command
+}
+
 /// `kamal-proxy run ...` started as systemd starts a socket-activated service: `http` and
 /// `https` as descriptors 3 and 4, `LISTEN_PID` set to the daemon's own pid (the shell
 /// `exec`s, so `$$` is it).
@@ -218,19 +235,8 @@ fn notifies_ready_then_watchdog_then_stopping() {
     notify
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
-    let mut command = Command::new(BIN);
+    let mut command = bound_daemon();
     command
-        .args([
-            "--bus",
-            "none",
-            "run",
-            "--http-port",
-            "0",
-            "--https-port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-        ])
         .env("NOTIFY_SOCKET", &notify_path)
         .env("WATCHDOG_USEC", "400000")
         .env_remove("WATCHDOG_PID")
@@ -265,19 +271,8 @@ fn notifies_ready_then_watchdog_then_stopping() {
 #[test]
 fn answers_a_request_sent_just_after_sigterm_on_an_earlier_connection() {
     use std::io::{Read, Write};
-    let mut command = Command::new(BIN);
+    let mut command = bound_daemon();
     command
-        .args([
-            "--bus",
-            "none",
-            "run",
-            "--http-port",
-            "0",
-            "--https-port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-        ])
         .env_remove("NOTIFY_SOCKET")
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID");

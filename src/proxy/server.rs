@@ -12,7 +12,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,15 +43,17 @@ const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// The hyper service of one connection: every request goes through `handler`, and the first
 /// one cancels `first_request`.
 fn connection_service(
-    handler: Arc<Handler>,
+    handler: &Arc<Handler>,
     peer: Peer,
-    first_request: CancellationToken,
+    first_request: &CancellationToken,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
     Response = http::Response<ProxyBody>,
     Error = Infallible,
     Future = impl Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send,
 > + Clone {
+    let handler = Arc::clone(handler);
+    let first_request = first_request.clone();
     service_fn(move |request| {
         if !first_request.is_cancelled() {
             first_request.cancel();
@@ -97,10 +98,11 @@ async fn drive<C, E>(
 /// task, then waits (up to the grace period) for those tasks.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
+    info: ListenerInfo,
     shutdown: CancellationToken,
     serve_connection: F,
 ) where
-    F: Fn(TcpStream, SocketAddr, CancellationToken) -> Fut,
+    F: Fn(TcpStream, Peer, CancellationToken) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let connections = TaskTracker::new();
@@ -118,7 +120,11 @@ async fn accept_loop<F, Fut>(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        connections.spawn(serve_connection(stream, client, shutdown.clone()));
+        let peer = Peer {
+            listener: info,
+            client,
+        };
+        connections.spawn(serve_connection(stream, peer, shutdown.clone()));
     }
     drop(listener);
     connections.close();
@@ -137,13 +143,9 @@ pub async fn serve(
     info: ListenerInfo,
     shutdown: CancellationToken,
 ) {
-    accept_loop(listener, shutdown, move |stream, client, shutdown| {
+    accept_loop(listener, info, shutdown, move |stream, peer, shutdown| {
         let first_request = CancellationToken::new();
-        let peer = Peer {
-            listener: info,
-            client,
-        };
-        let service = connection_service(Arc::clone(&handler), peer, first_request.clone());
+        let service = connection_service(&handler, peer, &first_request);
         // hyper answers 431 to a request head over its read buffer limit (about 400 KiB).
         // Go allows 1 MiB, but raising the limit lets every busy upload's read buffer grow
         // to it too (measured: about 1.7 MiB more per connection), and heads that large
@@ -171,13 +173,9 @@ pub async fn serve_tls(
     acceptor: Arc<HttpsAcceptor>,
     shutdown: CancellationToken,
 ) {
-    accept_loop(listener, shutdown, move |stream, client, shutdown| {
+    accept_loop(listener, info, shutdown, move |stream, peer, shutdown| {
         let first_request = CancellationToken::new();
-        let peer = Peer {
-            listener: info,
-            client,
-        };
-        let service = connection_service(Arc::clone(&handler), peer, first_request.clone());
+        let service = connection_service(&handler, peer, &first_request);
         let acceptor = Arc::clone(&acceptor);
         async move {
             let mut stream = tokio::select! {
