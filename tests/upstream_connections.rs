@@ -1,143 +1,53 @@
 //! Connections to targets: kept alive and reused, never reused with an unread body, and a
 //! connection the target closed while idle costs the client nothing.
 //!
-//! The target here is a minimal hand-written HTTP/1.1 server, so the test controls exactly
-//! when it closes connections and can count them.
+//! The target is the scripted raw target of `support::raw_target`, so the test controls
+//! exactly when it closes connections and can count them.
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
+use support::raw_target::{proxy_in_front_of, RawClient, RawTarget, Reply};
 use support::{HttpClient, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const HOST: &str = "pool.example.com";
 /// Big enough that a client which stops reading leaves most of it unread.
 const BIG: usize = 4 * 1024 * 1024;
 
-/// A target that answers `/up` and `/n` with `n`-th request text, `/close` the same but
-/// closes the connection after answering (without announcing it), and `/big` with `BIG`
-/// bytes.
-struct RawTarget {
-    port: u16,
-    connections: Arc<AtomicUsize>,
-}
-
-impl RawTarget {
-    async fn start() -> RawTarget {
-        Self::start_closing_idle(None).await
-    }
-
-    /// A target that, like an app server's keep-alive timeout crossing a request on the
-    /// wire, closes without answering a request that arrives on a connection idle for at
-    /// least `idle`.
-    async fn start_closing_idle(idle: Option<Duration>) -> RawTarget {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&connections);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                stream.set_nodelay(true).unwrap();
-                tokio::spawn(serve(stream, idle));
-            }
-        });
-        RawTarget { port, connections }
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-}
-
-async fn serve(mut stream: TcpStream, close_when_idle: Option<Duration>) {
-    let mut buffer = Vec::new();
-    let mut last_answer = std::time::Instant::now();
-    loop {
-        let head_end = loop {
-            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        };
-        if close_when_idle.is_some_and(|idle| last_answer.elapsed() >= idle) {
-            return;
+/// A target that answers each path with the path itself, `/close` the same but closes the
+/// connection after answering (without announcing it), and `/big` with `BIG` bytes. With
+/// `close_idle`, like an app server's keep-alive timeout crossing a request on the wire, it
+/// closes without answering a request that arrives on a connection idle for at least that
+/// long.
+async fn target(close_idle: Option<Duration>) -> RawTarget {
+    RawTarget::start(move |request| {
+        if close_idle.is_some_and(|idle| request.idle_for >= idle) {
+            return Reply::hang_up();
         }
-        let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
-        buffer.drain(..head_end);
-        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-        let body = if path == "/big" {
-            vec![b'x'; BIG]
-        } else {
-            path.clone().into_bytes()
-        };
-        let response_head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
-        if stream.write_all(response_head.as_bytes()).await.is_err()
-            || stream.write_all(&body).await.is_err()
-        {
-            return;
+        match request.path.as_str() {
+            "/big" => Reply::ok(vec![b'x'; BIG]),
+            "/close" => Reply::ok("/close").then_close(),
+            path => Reply::ok(path),
         }
-        if path == "/close" {
-            return;
-        }
-        last_answer = std::time::Instant::now();
-    }
+    })
+    .await
 }
 
 async fn proxy_with_target() -> (Proxy, RawTarget) {
-    proxy_in_front_of(RawTarget::start().await).await
+    let target = target(None).await;
+    (proxy_in_front_of(&target, HOST).await, target)
 }
 
-async fn proxy_in_front_of(target: RawTarget) -> (Proxy, RawTarget) {
-    let proxy = Proxy::start();
-    proxy
-        .deploy(
-            "pool",
-            &format!("127.0.0.1:{}", target.port),
-            // Frequent checks keep the checker's own connection from ever idling out.
-            &["--host", HOST, "--health-check-interval=100ms"],
-        )
-        .await;
-    (proxy, target)
-}
-
-/// Sends `GET path` on `stream` and reads the response (`content-length` framed).
-async fn exchange_on(stream: &mut TcpStream, path: &str) -> String {
-    let request = format!("GET {path} HTTP/1.1\r\nhost: {HOST}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut received = Vec::new();
-    loop {
-        let mut chunk = [0u8; 4096];
-        let read = stream.read(&mut chunk).await.unwrap();
-        assert!(read > 0, "the proxy closed the connection");
-        received.extend_from_slice(&chunk[..read]);
-        let text = String::from_utf8_lossy(&received).to_string();
-        let Some((head, body)) = text.split_once("\r\n\r\n") else {
-            continue;
-        };
-        let length: usize = head
-            .lines()
-            .find_map(|line| {
-                line.to_ascii_lowercase()
-                    .strip_prefix("content-length: ")
-                    .map(str::to_string)
-            })
-            .and_then(|value| value.trim().parse().ok())
-            .expect("content-length");
-        if body.len() >= length {
-            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-            return body.to_string();
-        }
-    }
+/// Sends `GET path` on `client` and returns the body of its 200.
+async fn exchange_on(client: &mut RawClient, path: &str) -> String {
+    let response = client.get(HOST, path).await;
+    assert_eq!(response.status, 200, "{}", response.head_text());
+    assert!(response.complete, "{response:?}");
+    response.body_text()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +56,7 @@ async fn reuses_kept_alive_connections() {
     let before = target.connections();
     // One client connection is served by one worker, which needs one connection to the
     // target for requests one after another.
-    let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
+    let mut client = RawClient::connect(proxy.addr()).await;
     for n in 0..50 {
         let path = format!("/{n}");
         assert_eq!(exchange_on(&mut client, &path).await, path);
@@ -195,9 +105,9 @@ async fn a_body_left_unread_never_reaches_the_next_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_crossing_the_targets_idle_close_is_sent_again() {
-    let target = RawTarget::start_closing_idle(Some(Duration::from_millis(1200))).await;
-    let (proxy, _target) = proxy_in_front_of(target).await;
-    let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
+    let target = target(Some(Duration::from_millis(1200))).await;
+    let proxy = proxy_in_front_of(&target, HOST).await;
+    let mut client = RawClient::connect(proxy.addr()).await;
     assert_eq!(exchange_on(&mut client, "/first").await, "/first");
     // The pooled connection has been idle past the target's limit: the target drops the
     // next request on it unanswered, and the proxy sends it again on a new connection.

@@ -18,6 +18,8 @@
 //! - HTTP helpers: [`HttpClient`] (pooled keep-alive), [`get`] / [`send`] (a fresh
 //!   connection each), [`raw_request`] (bytes over TCP, for malformed requests).
 //! - [`h2_websocket`]: WebSockets over HTTP/2 (RFC 8441), as browsers open them.
+//! - [`raw_target`]: a target scripted byte for byte, and a client reading raw responses,
+//!   for tests of HTTP/1.1 framing and connection reuse.
 //! - [`poll_until`]: wait for a condition with a deadline instead of sleeping.
 //! - [`TestBus`]: a private `dbus-daemon` (and [`busctl`] against it); [`free_port`].
 //!
@@ -29,6 +31,7 @@
 
 pub mod h2_websocket;
 pub mod pebble;
+pub mod raw_target;
 pub mod tls;
 
 use std::collections::BTreeMap;
