@@ -24,8 +24,10 @@
 //!
 //! The target is `support::raw_target`: every byte it writes is chosen here. Where today's
 //! behaviour is a choice rather than a requirement (1xx and trailers not forwarded, the
-//! HTTP/1.0 status line passed on), the test says so; where it is a defect, the test states
-//! the requirement and is `#[ignore]`d with what happens today, for the new codec to fix.
+//! HTTP/1.0 status line passed on), the test says so. Three of these failed with hyper's
+//! client and pass with the inline codec: trailers no longer cost the connection, a
+//! response with both framings drops its `Content-Length`, and an early 413 always beats
+//! the failed upload.
 
 mod support;
 
@@ -140,9 +142,6 @@ async fn decodes_a_chunked_response_with_trailers_and_drops_the_trailers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "today a response that ends in trailers costs its connection: hyper's server \
-            drops the body on the trailers frame without polling it to the end, so \
-            UpstreamBody never sees the end and closes the connection instead of pooling it"]
 async fn reuses_the_connection_after_a_chunked_response_with_trailers() {
     let (proxy, target) = proxy_serving(vec![("/trailers", chunked_with_trailers())]).await;
     let before = target.connections();
@@ -300,9 +299,6 @@ async fn answers_with_the_final_response_when_the_target_sends_interim_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "today the body is decoded as chunked, but the target's Content-Length (100) is \
-            forwarded with the 5 decoded bytes: the client waits for 95 more and the proxy \
-            closes the connection; the Content-Length must be dropped"]
 async fn decodes_chunked_when_a_response_also_has_a_content_length() {
     // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length. The length here is wrong
     // on purpose, so a proxy that believed it would hang or cut the body.
@@ -319,7 +315,9 @@ async fn decodes_chunked_when_a_response_also_has_a_content_length() {
     let response = client.get(HOST, "/both").await;
     assert_ok(&response, "hello");
     assert_ne!(response.header("content-length").as_deref(), Some("100"));
-    assert_reused_for(&mut client, &target, "/both").await;
+    // A target that sends both framings is suspect (smuggling, RFC 9112 §11.2): its
+    // connection is not trusted with another request.
+    assert_next_request_uses_a_new_connection(&mut client, &target, "/both").await;
 }
 
 /// The target answers `/bad` with `head` (and keeps the connection open): the client gets
@@ -581,10 +579,6 @@ async fn sends_an_empty_body_with_content_length_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "racy today: the 413 usually arrives, but when the target's reset beats hyper's \
-            read of the response, hyper's client reports the failed body write instead \
-            (`error writing a body to connection: Connection reset by peer` or `Broken \
-            pipe`) and the client gets a 502; about 1 run in 10 with six in parallel"]
 async fn delivers_an_early_response_to_an_upload_the_target_does_not_read() {
     // The target answers 413 on the head alone and closes with 8 MiB unread, as app
     // servers do for an upload over their limit: the client must see that 413, not a 502

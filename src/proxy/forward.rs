@@ -17,12 +17,15 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::relay_body::{RelayBody, RelayError, ResponseBody};
 use super::request_log::CLIENT_CLOSED_REQUEST;
 use super::spill_buffer::SpillDir;
+use super::upstream_body::TargetTunnel;
+use super::upstream_connection::ExchangeError;
 use super::upstream_pool::{UpstreamError, UpstreamPool};
 use super::{request_buffer, response_buffer};
 use crate::service::options::TargetOptions;
@@ -105,15 +108,15 @@ impl ForwardError {
     /// A failed exchange: the body we were sending may be what failed, and then whose fault
     /// it was decides the status; otherwise the target is to blame.
     fn from_exchange(error: &UpstreamError) -> Self {
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            match cause.downcast_ref::<RelayError>() {
-                Some(RelayError::Stream(client)) => return Self::from_client_body(client),
-                Some(RelayError::Spill(spill)) => return ForwardError::Spill(error_chain(spill)),
-                None => source = cause.source(),
+        match error {
+            UpstreamError::Exchange(ExchangeError::ClientBody(RelayError::Stream(client))) => {
+                Self::from_client_body(client)
             }
+            UpstreamError::Exchange(ExchangeError::ClientBody(RelayError::Spill(spill))) => {
+                ForwardError::Spill(error_chain(spill))
+            }
+            _ => ForwardError::Unreachable(error_chain(error)),
         }
-        ForwardError::Unreachable(error_chain(error))
     }
 }
 
@@ -168,28 +171,38 @@ async fn exchange(
     }
 }
 
+/// The target's upgraded connection, from a 101 response (never buffered).
+pub fn take_tunnel(body: &mut ResponseBody) -> Option<TargetTunnel> {
+    match body {
+        RelayBody::Streamed(body) => body.take_tunnel(),
+        RelayBody::Buffered(_) => None,
+    }
+}
+
 /// Splices an upgraded client connection to the upgraded target connection until either
-/// side closes, a drain starts, or the proxy shuts down.
+/// side closes, a drain starts, or the proxy shuts down. What the target sent with its 101
+/// goes to the client first.
 pub fn spawn_tunnel(
     tasks: &TaskTracker,
     client_side: OnUpgrade,
-    target_side: OnUpgrade,
+    target: TargetTunnel,
     guard: InflightGuard,
     shutdown: CancellationToken,
 ) {
     tasks.spawn(async move {
         let drain = guard.tokens().upgrades.clone();
-        let (client, target) = match tokio::try_join!(client_side, target_side) {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::debug!(error = %error, "Upgrade failed");
-                return;
-            }
+        let splice = async move {
+            let mut client = TokioIo::new(client_side.await.map_err(io::Error::other)?);
+            client.write_all(&target.read_ahead).await?;
+            let mut stream = target.stream;
+            tokio::io::copy_bidirectional(&mut client, &mut stream).await
         };
-        let mut client = TokioIo::new(client);
-        let mut target = TokioIo::new(target);
         tokio::select! {
-            _ = tokio::io::copy_bidirectional(&mut client, &mut target) => {}
+            result = splice => {
+                if let Err(error) = result {
+                    tracing::debug!(error = %error, "Tunnel ended with an error");
+                }
+            }
             () = drain.cancelled() => {}
             () = shutdown.cancelled() => {}
         }

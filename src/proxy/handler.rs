@@ -400,14 +400,15 @@ impl Handler {
             &service.target_options.log_response_headers,
         );
         if let (true, Some(client_side)) = (switching, client_side) {
-            let target_side = hyper::upgrade::on(&mut response);
-            forward::spawn_tunnel(
-                &self.tunnels,
-                client_side,
-                target_side,
-                guard,
-                self.shutdown.clone(),
-            );
+            if let Some(target_side) = forward::take_tunnel(response.body_mut()) {
+                forward::spawn_tunnel(
+                    &self.tunnels,
+                    client_side,
+                    target_side,
+                    guard,
+                    self.shutdown.clone(),
+                );
+            }
             return response.map(|_| ProxyBody::full(Bytes::new(), log));
         }
         response.map(|body| ProxyBody::upstream(body, guard, log))

@@ -5,6 +5,7 @@
 //! parses options; everything it needs was checked when the service was deployed.
 
 mod body;
+mod chunked;
 mod client_ip;
 mod cookie_scope;
 mod error_page;
@@ -17,11 +18,14 @@ mod ip_text;
 mod redirect;
 mod relay_body;
 mod request_buffer;
+mod request_head;
 mod request_log;
 mod response_buffer;
+mod response_head;
 mod server;
 mod spill_buffer;
 mod upstream_body;
+mod upstream_connection;
 mod upstream_pool;
 
 pub use handler::Handler;

@@ -27,11 +27,13 @@ pub enum RelayBody<B = Incoming> {
 /// A response body as it comes back from a target.
 pub type ResponseBody = RelayBody<UpstreamBody>;
 
+/// `E` is the streamed body's error: hyper's for the client's body, the upstream body's for
+/// the target's.
 #[derive(Debug, thiserror::Error)]
-pub enum RelayError {
+pub enum RelayError<E = hyper::Error> {
     /// The peer that sends this body broke it off or sent it malformed.
     #[error("reading the body from its sender failed")]
-    Stream(#[source] hyper::Error),
+    Stream(#[source] E),
     /// The spill file could not be read back.
     #[error("reading the buffered body failed")]
     Spill(#[source] io::Error),
@@ -39,15 +41,15 @@ pub enum RelayError {
 
 impl<B> Body for RelayBody<B>
 where
-    B: Body<Data = Bytes, Error = hyper::Error> + Unpin,
+    B: Body<Data = Bytes> + Unpin,
 {
     type Data = Bytes;
-    type Error = RelayError;
+    type Error = RelayError<B::Error>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, RelayError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             RelayBody::Streamed(body) => Pin::new(body)
                 .poll_frame(cx)

@@ -1,39 +1,31 @@
 //! `UpstreamPool`: this worker thread's keep-alive HTTP/1.1 connections to the targets.
 //!
-//! Each data-plane thread owns one pool (in its `Handler`), so a connection's task, the
-//! request that uses it and the client connection all run on the same thread: no
-//! cross-thread wake-ups, and the lock is never contended. hyper-util's general-purpose
-//! pool cost more per request than everything else in forwarding together (a checkout
-//! future, a SipHash map, a spawned task per response to wait for the connection to idle).
+//! Each data-plane thread owns one pool (in its `Handler`), so a connection, the request
+//! that uses it and the client connection all live on the same thread: no cross-thread
+//! wake-ups, and the lock is never contended.
 //!
 //! A connection goes back to the pool only when its response body has been read to the end
-//! (`UpstreamBody`); a body dropped half-way closes it, as a reused connection would
-//! otherwise deliver the rest of the old body to the next request. An idle connection is
-//! taken newest first (warm, and the oldest age out), must be ready at once (one still
-//! finishing a request upload is left for later), and is dropped after `IDLE_TIMEOUT` or
-//! once the target closed it. A request that met a connection the target had just closed
-//! is sent again on a new one: when hyper says it was never sent, or when it is a bodyless
-//! idempotent request on a connection that had been idle a while (app servers close idle
-//! keep-alive connections after a few seconds, and the close can cross the request on the
-//! wire; Go's transport retries these too). Only those requests pay for the copy.
+//! (`UpstreamBody`). An idle connection is taken newest first (warm, and the oldest age
+//! out), and only if nothing arrived on it since its last response; it is dropped after
+//! `IDLE_TIMEOUT` or once the target closed it. A bodyless idempotent request that got no
+//! response at all on a reused connection is sent again on a new one: app servers close
+//! idle keep-alive connections, and the close can cross the request on the wire (Go's
+//! transport retries these too). The request head is kept encoded, so this costs nothing.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::relay_body::RelayBody;
-use super::spill_buffer::SpilledBody;
+use super::request_head::{self, BodyFraming};
 use super::upstream_body::UpstreamBody;
+use super::upstream_connection::{ExchangeError, Exchanged, UpstreamConnection};
 
 /// Idle connections kept per target, enough for a busy app server's worker pool.
 const MAX_IDLE_PER_TARGET: usize = 256;
@@ -41,21 +33,15 @@ const MAX_IDLE_PER_TARGET: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often closed and expired connections are swept out.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
-/// A connection idle at least this long may be being closed by the target: a bodyless
-/// idempotent request sent on it keeps a copy to send again. Busy connections are reused
-/// within microseconds and never pay for the copy.
-const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
-/// TCP keep-alive probes on upstream connections, to notice a target host that vanished.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 struct Idle {
-    sender: SendRequest<RelayBody>,
+    connection: UpstreamConnection,
     since: Instant,
 }
 
 impl Idle {
     fn usable(&self, now: Instant) -> bool {
-        !self.sender.is_closed() && now.duration_since(self.since) < IDLE_TIMEOUT
+        now.duration_since(self.since) < IDLE_TIMEOUT && self.connection.is_open_and_quiet()
     }
 }
 
@@ -101,21 +87,18 @@ pub enum UpstreamError {
         #[source]
         source: io::Error,
     },
-    #[error("the target closed a new connection before the request was sent")]
-    ClosedBeforeSending,
     #[error(transparent)]
-    Exchange(#[from] hyper::Error),
+    Exchange(#[from] ExchangeError),
 }
 
-/// A connection lent to one exchange; `UpstreamBody` hands it back.
+/// Where a lent connection goes back to; `UpstreamBody` hands it back.
 pub struct Checkin {
     pool: UpstreamPool,
     target: Authority,
-    sender: SendRequest<RelayBody>,
 }
 
 impl Checkin {
-    pub fn give_back(self) {
+    pub fn give_back(self, connection: UpstreamConnection) {
         let mut idle = self.pool.lock();
         let list = match idle.by_target.get_mut(self.target.as_str()) {
             Some(list) => list,
@@ -126,7 +109,7 @@ impl Checkin {
         };
         if list.len() < MAX_IDLE_PER_TARGET {
             list.push(Idle {
-                sender: self.sender,
+                connection,
                 since: Instant::now(),
             });
         }
@@ -146,84 +129,62 @@ impl UpstreamPool {
         target: &Authority,
         request: Request<RelayBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let mut request = request;
-        if let Some((sender, idle_for)) = self.take_ready(target) {
-            let replay = if idle_for >= REPLAY_AFTER_IDLE {
-                replayable_copy(&request)
-            } else {
-                None
-            };
-            match self.exchange(target, sender, request).await {
-                Ok(response) => return Ok(response),
-                Err(Ok(unsent)) => request = unsent,
-                Err(Err(UpstreamError::Exchange(error))) if error.is_incomplete_message() => {
-                    match replay {
-                        Some(copy) => {
-                            tracing::debug!(target = %target, "Target closed an idle connection as a request was sent; sending it again");
-                            request = copy;
-                        }
-                        None => return Err(UpstreamError::Exchange(error)),
-                    }
+        let (parts, body) = request.into_parts();
+        let framing = BodyFraming::of(body.is_end_stream(), &body.size_hint());
+        let mut head = Vec::new();
+        request_head::encode(&parts, framing, &mut head);
+        let mut body = (framing != BodyFraming::None).then_some((body, framing));
+        if let Some(mut connection) = self.take_idle(target) {
+            match connection.exchange(&head, body.take(), &parts.method).await {
+                Ok(exchanged) => return Ok(self.response(target, connection, exchanged)),
+                Err(ExchangeError::NoResponse(error))
+                    if framing == BodyFraming::None && is_idempotent(&parts.method) =>
+                {
+                    tracing::debug!(target = %target, error = %error, "Target closed an idle connection as a request was sent; sending it again");
                 }
-                Err(Err(error)) => return Err(error),
+                Err(error) => return Err(error.into()),
             }
         }
-        let sender = Box::pin(connect(target)).await?;
-        match self.exchange(target, sender, request).await {
-            Ok(response) => Ok(response),
-            Err(Ok(_unsent)) => Err(UpstreamError::ClosedBeforeSending),
-            Err(Err(error)) => Err(error),
-        }
+        let mut connection = Box::pin(UpstreamConnection::connect(target))
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                target: target.clone(),
+                source,
+            })?;
+        let exchanged = connection.exchange(&head, body, &parts.method).await?;
+        Ok(self.response(target, connection, exchanged))
     }
 
-    /// `Err(Ok(request))` when the connection closed before the request went out.
-    async fn exchange(
+    fn response(
         &self,
         target: &Authority,
-        mut sender: SendRequest<RelayBody>,
-        request: Request<RelayBody>,
-    ) -> Result<Response<UpstreamBody>, Result<Request<RelayBody>, UpstreamError>> {
-        match sender.try_send_request(request).await {
-            Ok(response) => {
-                // An upgraded connection belongs to the tunnel from now on.
-                let checkin =
-                    (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Checkin {
-                        pool: self.clone(),
-                        target: target.clone(),
-                        sender,
-                    });
-                Ok(response.map(|body| UpstreamBody::new(body, checkin)))
-            }
-            Err(mut error) => match error.take_message() {
-                Some(unsent) => Err(Ok(unsent)),
-                None => Err(Err(UpstreamError::Exchange(error.into_error()))),
-            },
-        }
+        connection: UpstreamConnection,
+        exchanged: Exchanged,
+    ) -> Response<UpstreamBody> {
+        let Exchanged { head, reusable } = exchanged;
+        let body = if head.response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            UpstreamBody::upgraded(connection)
+        } else {
+            let checkin = reusable.then(|| Checkin {
+                pool: self.clone(),
+                target: target.clone(),
+            });
+            UpstreamBody::new(head.framing, connection, checkin)
+        };
+        head.response.map(|()| body)
     }
 
-    /// The newest idle connection to `target` that can take a request right now, and how
-    /// long it was idle.
-    fn take_ready(&self, target: &Authority) -> Option<(SendRequest<RelayBody>, Duration)> {
+    /// The newest idle connection to `target` that can take a request right now.
+    fn take_idle(&self, target: &Authority) -> Option<UpstreamConnection> {
         let now = Instant::now();
         let mut idle = self.lock();
         let list = idle.by_target.get_mut(target.as_str())?;
-        let mut busy = Vec::new();
-        let mut found = None;
-        while let Some(mut candidate) = list.pop() {
-            if !candidate.usable(now) {
-                continue;
-            }
-            match poll_once(|cx| candidate.sender.poll_ready(cx)) {
-                Poll::Ready(Ok(())) => {
-                    found = Some((candidate.sender, now.duration_since(candidate.since)));
-                    break;
-                }
-                Poll::Ready(Err(_)) => {}
-                Poll::Pending => busy.push(candidate),
+        while let Some(candidate) = list.pop() {
+            if candidate.usable(now) {
+                return Some(candidate.connection);
             }
         }
-        list.extend(busy.into_iter().rev());
-        found
+        None
     }
 
     /// Drops closed and expired connections, and targets left with none.
@@ -237,47 +198,10 @@ impl UpstreamPool {
     }
 }
 
-/// A copy of `request` to send again, if that is safe: an idempotent method and no body.
-fn replayable_copy(request: &Request<RelayBody>) -> Option<Request<RelayBody>> {
-    let idempotent = matches!(
-        *request.method(),
+/// Methods whose request may be sent twice (RFC 9110 §9.2.2); POST and PATCH may not.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    );
-    if !idempotent || !request.body().is_end_stream() {
-        return None;
-    }
-    let mut copy = Request::new(RelayBody::Buffered(SpilledBody::empty()));
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    Some(copy)
-}
-
-/// Opens a new connection to `target` and starts its task on this thread's runtime.
-async fn connect(target: &Authority) -> Result<SendRequest<RelayBody>, UpstreamError> {
-    let connect_error = |source| UpstreamError::Connect {
-        target: target.clone(),
-        source,
-    };
-    let stream = TcpStream::connect(target.as_str())
-        .await
-        .map_err(connect_error)?;
-    stream.set_nodelay(true).map_err(connect_error)?;
-    let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
-    // Best effort: without probes a vanished host is still noticed by the target timeout.
-    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.with_upgrades().await {
-            tracing::debug!(error = %error, "Upstream connection ended with an error");
-        }
-    });
-    Ok(sender)
-}
-
-/// Polls `poll` once with a waker that does nothing: a readiness probe, not a wait.
-fn poll_once<T>(mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    poll(&mut cx)
+    )
 }
