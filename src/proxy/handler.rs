@@ -389,8 +389,8 @@ impl Handler {
             Err(error) => return forward_failure(error, service, target.address().as_str(), log),
         };
 
+        // The codec already left the target's hop-by-hop headers behind.
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        headers::remove_hop_by_hop(response.headers_mut(), switching);
         if let Some(Err(error)) = websocket.map(|handshake| handshake.answer(&mut response)) {
             return forward_failure(error, service, target.address().as_str(), log);
         }

@@ -46,6 +46,29 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
+/// Whether `name` is one of the fixed hop-by-hop headers.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// The elements of a comma-separated header value such as `Connection`, trimmed, empty
+/// ones skipped.
+pub fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
+}
+
+/// The header a `Connection` token names, unless it is not a header name or is one of the
+/// fixed hop-by-hop headers (removed anyway).
+pub fn named_by_connection(token: &[u8]) -> Option<HeaderName> {
+    HeaderName::from_bytes(token)
+        .ok()
+        .filter(|name| !is_hop_by_hop(name))
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header names. For an
 /// upgrade, `Connection: upgrade` and `Upgrade` are kept: they are the request.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -65,18 +88,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     } else {
         None
     };
-    // Values are shared with the parsed message, so these clones do not copy.
-    let connection: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
-    let named = connection
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|token| {
-            !HOP_BY_HOP
-                .iter()
-                .any(|hop| hop.as_str().eq_ignore_ascii_case(token))
-        });
+        .flat_map(tokens)
+        .filter_map(named_by_connection)
+        .collect();
     for name in named {
         headers.remove(name);
     }

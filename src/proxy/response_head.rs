@@ -10,9 +10,11 @@
 //! Header values are slices of the one frozen head buffer, not copies.
 
 use bytes::BytesMut;
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 use std::mem::MaybeUninit;
+
+use super::headers;
 
 /// The most header fields a response may carry (hyper's limit too).
 const MAX_HEADERS: usize = 100;
@@ -102,6 +104,10 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
     };
     let status = StatusCode::from_u16(code).map_err(|_| HeadError::InvalidStatus(code))?;
     let head = buf.split_to(head_len).freeze();
+    // The connection-level headers steer framing and reuse here and go no further (hop-by-hop,
+    // RFC 9110 §7.6.1), except the handshake of a 101, which the client needs.
+    let upgraded = status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut hop = HopByHop::default();
     let mut headers = HeaderMap::with_capacity(count);
     for &(name_start, name_end, value_start, value_end) in &spans[..count] {
         let name = &head[name_start as usize..name_end as usize];
@@ -109,14 +115,20 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
         let name = HeaderName::from_bytes(name).map_err(|_| invalid())?;
         let value = head.slice(value_start as usize..value_end as usize);
         let value = HeaderValue::from_maybe_shared(value).map_err(|_| invalid())?;
+        if hop.take(&name, &value) && !(upgraded && (name == CONNECTION || name == UPGRADE)) {
+            continue;
+        }
         headers.append(name, value);
+    }
+    for name in &hop.named {
+        headers.remove(name);
     }
     let version = if minor_version == 0 {
         Version::HTTP_10
     } else {
         Version::HTTP_11
     };
-    let (framing, reusable) = framing(&mut headers, version, status, method)?;
+    let (framing, reusable) = framing(&mut headers, &hop, version, status, method)?;
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version;
@@ -128,14 +140,47 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
     }))
 }
 
+/// What the hop-by-hop headers of a response said.
+#[derive(Default)]
+struct HopByHop {
+    /// `Connection: close`.
+    close: bool,
+    /// The last `Transfer-Encoding` value.
+    transfer_encoding: Option<HeaderValue>,
+    /// Other headers that `Connection` names (rare).
+    named: Vec<HeaderName>,
+}
+
+impl HopByHop {
+    /// Notes `name: value` if it is hop-by-hop; says whether it is.
+    fn take(&mut self, name: &HeaderName, value: &HeaderValue) -> bool {
+        if !headers::is_hop_by_hop(name) {
+            return false;
+        }
+        if name == CONNECTION {
+            for token in headers::tokens(value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if let Some(named) = headers::named_by_connection(token) {
+                    self.named.push(named);
+                }
+            }
+        } else if name == TRANSFER_ENCODING {
+            self.transfer_encoding = Some(value.clone());
+        }
+        true
+    }
+}
+
 /// The body's framing (RFC 9112 §6.3) and whether the connection survives the exchange.
 fn framing(
     headers: &mut HeaderMap,
+    hop: &HopByHop,
     version: Version,
     status: StatusCode,
     method: &Method,
 ) -> Result<(Framing, bool), HeadError> {
-    let mut reusable = version == Version::HTTP_11 && !has_token(headers, CONNECTION, "close");
+    let mut reusable = version == Version::HTTP_11 && !hop.close;
     if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -143,13 +188,16 @@ fn framing(
     {
         return Ok((Framing::Empty, reusable));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
+    if let Some(coding) = &hop.transfer_encoding {
         // Both framings at once is how smuggling starts: trust the coding, drop the length,
         // and never reuse the connection.
         if headers.remove(CONTENT_LENGTH).is_some() {
             reusable = false;
         }
-        return Ok(if last_coding_is_chunked(headers) {
+        let chunked = headers::tokens(coding)
+            .last()
+            .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
+        return Ok(if chunked {
             (Framing::Chunked, reusable)
         } else {
             (Framing::UntilClose, false)
@@ -181,25 +229,6 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
         }
     }
     Ok(length)
-}
-
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|value| value.as_bytes().rsplit(|&b| b == b',').next())
-        .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-}
-
-/// Whether a comma-separated header such as `Connection` lists `token`.
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|element| element.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
 }
 
 #[cfg(test)]
@@ -352,6 +381,27 @@ mod tests {
         let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: 1\r\n")).collect();
         let many = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
         assert_eq!(head(&many, Method::GET).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn leaves_hop_by_hop_headers_and_those_connection_names_behind() {
+        let text = "HTTP/1.1 200 OK\r\nconnection: keep-alive, X-Secret\r\nkeep-alive: 5\r\n\
+                    x-secret: 1\r\nx-app: 1\r\ntransfer-encoding: chunked\r\n\r\n";
+        let head = head(text, Method::GET).unwrap().unwrap();
+        let names: Vec<_> = head.response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-app"]);
+        assert_eq!((head.framing, head.reusable), (Framing::Chunked, true));
+    }
+
+    #[test]
+    fn keeps_the_handshake_of_a_switch() {
+        let text = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\
+                    Upgrade: websocket\r\nkeep-alive: 5\r\n\r\n";
+        let head = head(text, Method::GET).unwrap().unwrap();
+        let headers = head.response.headers();
+        assert_eq!(headers[CONNECTION], "Upgrade");
+        assert_eq!(headers[UPGRADE], "websocket");
+        assert_eq!(headers.len(), 2);
     }
 
     #[test]
