@@ -33,27 +33,12 @@ mod support;
 
 use std::sync::Arc;
 
-use support::raw_target::{dechunk, proxy_in_front_of, RawClient, RawResponse, RawTarget, Reply};
-use support::Proxy;
+use support::raw_target::{
+    assert_ok, dechunk, proxy_serving, RawClient, RawTarget, Reply, FRAMING_HOST as HOST,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-
-const HOST: &str = "framing.example.com";
-
-/// A proxy in front of a target answering `routes` (any other path: 200 with the path).
-async fn proxy_serving(routes: Vec<(&str, Reply)>) -> (Proxy, RawTarget) {
-    let target = RawTarget::serving(routes).await;
-    let proxy = proxy_in_front_of(&target, HOST).await;
-    (proxy, target)
-}
-
-/// Asserts `response` is the target's `200` whose body is `body`, complete.
-fn assert_ok(response: &RawResponse, body: &str) {
-    assert_eq!(response.status, 200, "{}", response.head_text());
-    assert!(response.complete, "cut off: {response:?}");
-    assert_eq!(response.body_text(), body, "{}", response.head_text());
-}
 
 /// `GET /next` on `client`: answered 200 `/next`, on a target connection other than
 /// `broken`'s — the connection an earlier exchange left unusable was not reused.

@@ -150,6 +150,8 @@ type Script = dyn Fn(&RawRequest) -> Reply + Send + Sync;
 
 struct State {
     connections: AtomicUsize,
+    /// Heads read, health checks aside, whether or not their body followed.
+    heads: AtomicUsize,
     received: Mutex<Vec<RawRequest>>,
     script: Box<Script>,
 }
@@ -169,6 +171,7 @@ impl RawTarget {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(State {
             connections: AtomicUsize::new(0),
+            heads: AtomicUsize::new(0),
             received: Mutex::default(),
             script: Box::new(script),
         });
@@ -213,6 +216,13 @@ impl RawTarget {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// Request heads read so far, health checks aside: unlike [`RawTarget::requests`] this
+    /// counts a request whose body never arrived in full (the proxy gave up on it), so
+    /// `heads_read() == 0` says no byte of any request reached the target.
+    pub fn heads_read(&self) -> usize {
+        self.state.heads.load(Ordering::SeqCst)
+    }
+
     /// Every request but health checks, in the order they were read. A request is
     /// recorded before its reply is written, so once the reply reached a client the
     /// request is here.
@@ -243,6 +253,24 @@ pub async fn proxy_in_front_of(target: &RawTarget, host: &str) -> Proxy {
     proxy
 }
 
+/// The host the framing tests route to their raw target.
+pub const FRAMING_HOST: &str = "framing.example.com";
+
+/// A proxy in front of a target answering `routes` (any other path: 200 with the path),
+/// served for [`FRAMING_HOST`].
+pub async fn proxy_serving(routes: Vec<(&str, Reply)>) -> (Proxy, RawTarget) {
+    let target = RawTarget::serving(routes).await;
+    let proxy = proxy_in_front_of(&target, FRAMING_HOST).await;
+    (proxy, target)
+}
+
+/// Asserts `response` is the target's `200` whose body is `body`, complete.
+pub fn assert_ok(response: &RawResponse, body: &str) {
+    assert_eq!(response.status, 200, "{}", response.head_text());
+    assert!(response.complete, "cut off: {response:?}");
+    assert_eq!(response.body_text(), body, "{}", response.head_text());
+}
+
 async fn serve(mut stream: TcpStream, connection: usize, state: Arc<State>) {
     let mut buffer = Vec::new();
     let mut last_answer = Instant::now();
@@ -271,6 +299,7 @@ async fn serve(mut stream: TcpStream, connection: usize, state: Arc<State>) {
         let reply = if request.path == HEALTH_CHECK_PATH {
             Reply::ok("healthy")
         } else {
+            state.heads.fetch_add(1, Ordering::SeqCst);
             (state.script)(&request)
         };
         if reply.read_body {
