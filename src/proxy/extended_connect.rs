@@ -11,8 +11,9 @@
 //! Any other answer goes back unchanged except a 2xx: to an HTTP/2 client that would mean the
 //! WebSocket is open, and it is not.
 //!
-//! A plain `CONNECT` (no `:protocol`) is left alone; only extended `CONNECT` is handled here,
-//! and any protocol but `websocket` is refused, as this proxy cannot carry it.
+//! Every `CONNECT` ends here: a plain one (no `:protocol`, HTTP/1.1 or HTTP/2) asks for a
+//! TCP tunnel, which a reverse proxy does not open, and any protocol but `websocket` is
+//! refused too, as this proxy cannot carry it (both 501).
 
 use base64::Engine;
 use http::header::{
@@ -33,6 +34,10 @@ pub enum ExtendedConnectError {
     /// A `:protocol` other than `websocket` (WebTransport, CONNECT-UDP, ...): 501.
     #[error("unsupported extended CONNECT protocol")]
     UnsupportedProtocol,
+    /// A plain `CONNECT` asks for a TCP tunnel, which a reverse proxy does not open: 501.
+    /// Forwarded, it would reach the app as `CONNECT /`, which no app can answer.
+    #[error("CONNECT without a protocol asks for a tunnel")]
+    Tunnel,
     /// The system's random source failed, so there is no key to offer the target: 500.
     #[error("no random bytes for a WebSocket key")]
     NoRandomKey,
@@ -41,7 +46,9 @@ pub enum ExtendedConnectError {
 impl ExtendedConnectError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ExtendedConnectError::UnsupportedProtocol => StatusCode::NOT_IMPLEMENTED,
+            ExtendedConnectError::UnsupportedProtocol | ExtendedConnectError::Tunnel => {
+                StatusCode::NOT_IMPLEMENTED
+            }
             ExtendedConnectError::NoRandomKey => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -55,14 +62,14 @@ pub struct Handshake {
 }
 
 /// Turns an HTTP/2 WebSocket request into the HTTP/1.1 upgrade request for the target, and
-/// returns the handshake to check the answer against. Any other request is left untouched
-/// (`Ok(None)`); for them this costs one method comparison.
+/// returns the handshake to check the answer against. A plain `CONNECT` is refused. Any
+/// other request is left untouched (`Ok(None)`); for them this costs one method comparison.
 pub fn translate<B>(request: &mut Request<B>) -> Result<Option<Handshake>, ExtendedConnectError> {
     if request.method() != Method::CONNECT {
         return Ok(None);
     }
     let Some(protocol) = request.extensions().get::<Protocol>() else {
-        return Ok(None);
+        return Err(ExtendedConnectError::Tunnel);
     };
     // Upgrade tokens are case-insensitive (RFC 9110 §7.8).
     if !protocol.as_str().eq_ignore_ascii_case("websocket") {
@@ -187,10 +194,11 @@ mod tests {
     }
 
     #[test]
-    fn leaves_requests_without_a_websocket_protocol_alone_or_refuses_other_protocols() {
+    fn leaves_other_requests_alone_and_refuses_tunnels_and_other_protocols() {
         let mut plain = Request::connect("a.example.com:443").body(()).unwrap();
-        assert!(translate(&mut plain).unwrap().is_none());
-        assert_eq!(plain.method(), Method::CONNECT);
+        let refused = translate(&mut plain).unwrap_err();
+        assert!(matches!(refused, ExtendedConnectError::Tunnel));
+        assert_eq!(refused.status(), StatusCode::NOT_IMPLEMENTED);
         assert!(plain.headers().is_empty());
 
         let mut get = Request::get("/ws").body(()).unwrap();

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, HOST};
+use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
 use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body;
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -107,14 +108,15 @@ fn request_kind<B>(request: &Request<B>, service: &Service, upgrade: bool) -> Re
     }
 }
 
-/// HTTP/2 carries the host in the URI; upstreams speak HTTP/1.1 and need a `Host` header
-/// (and the request log names it), so it is added from the authority.
+/// HTTP/2 carries the host in the URI, and so does an HTTP/1.1 request in absolute form;
+/// the request is routed by it, and the target, which speaks HTTP/1.1, must see the same
+/// host in `Host` (RFC 9112 §3.2.2: the authority replaces any `Host` sent with it), as
+/// must the request log.
 fn host_header_from_authority<B>(request: &mut Request<B>) {
-    if request.headers().contains_key(HOST) {
+    let Some(authority) = request.uri().authority() else {
         return;
-    }
-    let authority = request.uri().authority().map(|a| a.as_str().to_string());
-    if let Some(value) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
+    };
+    if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
         request.headers_mut().insert(HOST, value);
     }
 }
@@ -309,9 +311,17 @@ impl Handler {
             .stripped_prefix
             .clone()
             .filter(|_| route.service.target_options.scope_cookie_paths);
+        let http10 = request.version() == Version::HTTP_10;
         let mut response = self
             .forward(request, route, guard, peer, log, websocket)
             .await;
+        // Only the close can end a body of unknown length for an HTTP/1.0 client; say so,
+        // rather than let hyper promise the keep-alive the client asked for.
+        if http10 && response.body().size_hint().exact().is_none() {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(prefix) = cookie_scope {
             scope_cookie_paths(response.headers_mut(), &prefix, &host);
         }
