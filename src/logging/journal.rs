@@ -12,7 +12,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::Duration;
 
-use super::LogFields;
+use super::{Key, LogFields};
 
 /// journald's native protocol socket.
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
@@ -102,26 +102,28 @@ pub fn journal_field_name(key: &str) -> String {
 
 impl LogFields for JournalRecord {
     /// Empty values say nothing a missing field does not, so they are left out.
-    fn str(&mut self, key: &str, value: &str) {
+    fn str(&mut self, key: Key<'_>, value: &str) {
         if !value.is_empty() {
-            self.named_field(key, value.as_bytes());
+            self.named_field(key.name(), value.as_bytes());
         }
     }
-    fn u64(&mut self, key: &str, value: u64) {
-        self.named_field(key, value.to_string().as_bytes());
+    fn u64(&mut self, key: Key<'_>, value: u64) {
+        self.named_field(key.name(), value.to_string().as_bytes());
     }
-    fn i64(&mut self, key: &str, value: i64) {
-        self.named_field(key, value.to_string().as_bytes());
+    fn i64(&mut self, key: Key<'_>, value: i64) {
+        self.named_field(key.name(), value.to_string().as_bytes());
     }
-    fn duration(&mut self, key: &str, value: Duration) {
+    fn duration(&mut self, key: Key<'_>, value: Duration) {
         let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
-        self.named_field(&format!("{key}_usec"), micros.to_string().as_bytes());
+        let name = format!("{}_usec", key.name());
+        self.named_field(&name, micros.to_string().as_bytes());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logging::key;
 
     #[test]
     fn upper_cases_field_names_when_writing_to_the_journal() {
@@ -134,10 +136,10 @@ mod tests {
     #[test]
     fn encodes_values_with_newlines_by_length() {
         let mut record = JournalRecord::new(PRIORITY_INFO, "GET /");
-        record.str("service", "web");
-        record.str("target", "");
-        record.str("path", "/a\nb");
-        record.duration("duration", Duration::from_millis(2));
+        record.str(key!("service"), "web");
+        record.str(key!("target"), "");
+        record.str(key!("path"), "/a\nb");
+        record.duration(key!("duration"), Duration::from_millis(2));
         let mut expected =
             b"MESSAGE=GET /\nPRIORITY=6\nSYSLOG_IDENTIFIER=kamal-proxy\nSERVICE=web\nPATH\n"
                 .to_vec();

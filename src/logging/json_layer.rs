@@ -8,7 +8,7 @@ use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
-use super::JsonLine;
+use super::{JsonLine, Key};
 
 pub struct JsonLayer {
     level: LevelFilter,
@@ -30,25 +30,32 @@ fn level_name(level: &Level) -> &'static str {
     }
 }
 
-struct Fields<'a> {
-    line: &'a mut JsonLine,
+struct Fields<'a, 'b> {
+    line: &'a mut JsonLine<'b>,
 }
 
-impl Visit for Fields<'_> {
+/// A tracing field's name spelled as a JSON key. Lifecycle events are rare, so the spelling
+/// is made per field rather than kept.
+fn json_key(field: &Field) -> String {
+    format!(",\"{}\":\"", field.name())
+}
+
+impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.line.str(field.name(), value);
+        self.line.str(Key::from_json(&json_key(field)), value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.line.u64(field.name(), value);
+        self.line.u64(Key::from_json(&json_key(field)), value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.line.i64(field.name(), value);
+        self.line.i64(Key::from_json(&json_key(field)), value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.line.bool(field.name(), value);
+        self.line.bool(Key::from_json(&json_key(field)), value);
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.line.str(field.name(), &format!("{value:?}"));
+        let value = format!("{value:?}");
+        self.line.str(Key::from_json(&json_key(field)), &value);
     }
 }
 
@@ -102,8 +109,8 @@ impl<S: Subscriber> Layer<S> for JsonLayer {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let mut message = Message(String::new());
         event.record(&mut message);
-        let mut line = JsonLine::new(level_name(event.metadata().level()), &message.0);
-        event.record(&mut WithoutMessage(&mut Fields { line: &mut line }));
-        line.write_to_stdout();
+        JsonLine::write_to_stdout(level_name(event.metadata().level()), &message.0, |line| {
+            event.record(&mut WithoutMessage(&mut Fields { line }));
+        });
     }
 }

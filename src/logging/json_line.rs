@@ -1,75 +1,96 @@
-//! `JsonLine`: builds one JSON log line without intermediate maps, then writes it whole.
+//! `JsonLine`: builds one JSON log line, in the Go slog shape, straight into the buffer it
+//! is written from: for request lines that is this thread's batch (see `batch`), so a line
+//! is neither allocated nor copied on its way out.
+//!
+//! Request lines are written for every request, so the common case is kept short: keys are
+//! copied whole in their pre-spelled JSON form (`Key`), and a value that needs no escaping
+//! (nearly every value) is checked eight bytes at a time and copied in one piece.
 
-use std::fmt::Write as _;
 use std::time::SystemTime;
 
-pub struct JsonLine {
-    buffer: String,
+use super::Key;
+
+/// Room reserved for a line up front, so that pushing its fields seldom grows the buffer.
+const LINE_CAPACITY: usize = 512;
+
+pub struct JsonLine<'a> {
+    buffer: &'a mut Vec<u8>,
 }
 
-impl JsonLine {
-    /// Starts a line with Go slog's leading fields.
-    pub fn new(level: &str, message: &str) -> Self {
-        let mut buffer = String::with_capacity(512);
-        buffer.push_str("{\"time\":\"");
-        super::timestamp::push_rfc3339_micros(&mut buffer, SystemTime::now());
-        buffer.push('"');
+impl JsonLine<'_> {
+    /// Builds a line with `fill` and queues it with this thread's other request lines.
+    pub fn write_batched(level: &str, message: &str, fill: impl FnOnce(&mut JsonLine<'_>)) {
+        super::batch::append(|buffer| JsonLine::write_into(buffer, level, message, fill));
+    }
+
+    /// Builds a line with `fill` and writes it now, in one call, so concurrent lines never
+    /// interleave.
+    pub fn write_to_stdout(level: &str, message: &str, fill: impl FnOnce(&mut JsonLine<'_>)) {
+        let mut buffer = Vec::new();
+        JsonLine::write_into(&mut buffer, level, message, fill);
+        super::batch::write_now(&buffer);
+    }
+
+    /// Appends one whole line to `buffer`: Go slog's leading fields, `fill`'s, the end.
+    pub fn write_into(
+        buffer: &mut Vec<u8>,
+        level: &str,
+        message: &str,
+        fill: impl FnOnce(&mut JsonLine<'_>),
+    ) {
+        buffer.reserve(LINE_CAPACITY);
+        buffer.extend_from_slice(b"{\"time\":\"");
+        super::timestamp::push_rfc3339_micros(buffer, SystemTime::now());
+        buffer.push(b'"');
         let mut line = JsonLine { buffer };
-        line.str("level", level);
-        line.str("msg", message);
-        line
+        line.str(super::key!("level"), level);
+        line.str(super::key!("msg"), message);
+        fill(&mut line);
+        line.buffer.extend_from_slice(b"}\n");
     }
 
-    /// Keys are field names and lower-case header names (`req_x_request_id`): tokens that
-    /// never need escaping.
-    fn key(&mut self, key: &str) {
-        debug_assert!(!key.bytes().any(needs_escape), "unescaped key {key:?}");
-        self.buffer.push_str(",\"");
-        self.buffer.push_str(key);
-        self.buffer.push_str("\":");
-    }
+    // The field methods are inlined into each caller, where the key is a constant: its copy
+    // is then a few moves rather than a call to `memcpy`.
 
-    pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
-        self.key(key);
-        escape_into(&mut self.buffer, value);
+    #[inline(always)]
+    pub fn str(&mut self, key: Key<'_>, value: &str) -> &mut Self {
+        self.buffer.extend_from_slice(key.json().as_bytes());
+        push_string_rest(self.buffer, value);
         self
     }
 
-    pub fn u64(&mut self, key: &str, value: u64) -> &mut Self {
-        self.key(key);
-        self.buffer.push_str(itoa::Buffer::new().format(value));
-        self
+    /// The key without the opening quote that `Key` spells for strings.
+    #[inline(always)]
+    fn number_key(&mut self, key: Key<'_>) {
+        let json = key.json().as_bytes();
+        self.buffer.extend_from_slice(&json[..json.len() - 1]);
     }
 
-    pub fn i64(&mut self, key: &str, value: i64) -> &mut Self {
-        self.key(key);
-        self.buffer.push_str(itoa::Buffer::new().format(value));
-        self
-    }
-
-    pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
-        self.key(key);
-        self.buffer.push_str(if value { "true" } else { "false" });
-        self
-    }
-
-    pub fn finish(mut self) -> String {
-        self.buffer.push_str("}\n");
+    #[inline(always)]
+    pub fn u64(&mut self, key: Key<'_>, value: u64) -> &mut Self {
+        self.number_key(key);
         self.buffer
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self
     }
 
-    /// Writes the line now, in one call, so concurrent lines never interleave.
-    pub fn write_to_stdout(self) {
-        super::batch::write_now(self.finish().as_bytes());
+    #[inline(always)]
+    pub fn i64(&mut self, key: Key<'_>, value: i64) -> &mut Self {
+        self.number_key(key);
+        self.buffer
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self
     }
 
-    /// Queues the line with this thread's others (request lines; see `batch`).
-    pub fn write_batched(self) {
-        super::batch::write_batched(&self.finish());
+    pub fn bool(&mut self, key: Key<'_>, value: bool) -> &mut Self {
+        self.number_key(key);
+        self.buffer
+            .extend_from_slice(if value { b"true" } else { b"false" });
+        self
     }
 }
 
-fn needs_escape(byte: u8) -> bool {
+pub(super) const fn needs_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
@@ -85,86 +106,126 @@ fn word_needs_escape(word: u64) -> bool {
     control | quote | backslash != 0
 }
 
-/// Appends `value` as a JSON string. This is on every request's path: runs of bytes that
-/// need no escaping (nearly all of a log line) are found eight bytes at a time and copied
-/// whole.
-fn escape_into(out: &mut String, value: &str) {
-    out.push('"');
-    let bytes = value.as_bytes();
-    let mut start = 0;
-    let mut index = 0;
-    while index < bytes.len() {
-        if let Some(chunk) = bytes.get(index..index + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-            if !word_needs_escape(word) {
-                index += 8;
-                continue;
-            }
-        }
-        let byte = bytes[index];
-        let escaped = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => {
-                index += 1;
-                continue;
-            }
-        };
-        // Every byte matched above is ASCII, so `start..index` ends on a char boundary.
-        out.push_str(&value[start..index]);
-        if escaped.is_empty() {
-            let _ = write!(out, "\\u{byte:04x}");
-        } else {
-            out.push_str(escaped);
-        }
-        index += 1;
-        start = index;
-    }
-    out.push_str(&value[start..]);
-    out.push('"');
+fn word_at(bytes: &[u8], index: usize) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[index..index + 8]);
+    u64::from_le_bytes(word)
 }
+
+/// Whether any byte of `bytes` needs escaping: eight at a time, the last eight overlapping
+/// the ones before when the length is not a multiple of eight.
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    if bytes.len() < 8 {
+        return bytes.iter().any(|&byte| needs_escape(byte));
+    }
+    let last = bytes.len() - 8;
+    (0..last)
+        .step_by(8)
+        .any(|index| word_needs_escape(word_at(bytes, index)))
+        || word_needs_escape(word_at(bytes, last))
+}
+
+/// Appends a string's value, after the key and opening quote, and its closing quote. Kept
+/// out of line: it is the bulk of a field and the same for every one.
+#[inline(never)]
+fn push_string_rest(out: &mut Vec<u8>, value: &str) {
+    push_escaped(out, value);
+    out.push(b'"');
+}
+
+/// Appends `value` escaped for the inside of a JSON string. Nearly every value needs no
+/// escaping and is copied whole; the others are copied run by run between the bytes that do.
+fn push_escaped(out: &mut Vec<u8>, value: &str) {
+    let bytes = value.as_bytes();
+    if !any_needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    let mut start = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                b'0' + (byte >> 4),
+                HEX[usize::from(byte & 0xf)],
+            ],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..index]);
+        out.extend_from_slice(escaped);
+        start = index + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logging::key;
+
+    fn line(fill: impl FnOnce(&mut JsonLine<'_>)) -> String {
+        let mut buffer = Vec::new();
+        JsonLine::write_into(&mut buffer, "INFO", "Request", fill);
+        String::from_utf8(buffer).unwrap()
+    }
+
+    fn quoted(value: &str) -> String {
+        let mut out = b"\"".to_vec();
+        push_escaped(&mut out, value);
+        out.push(b'"');
+        String::from_utf8(out).unwrap()
+    }
 
     #[test]
     fn writes_go_slog_shape_with_escaping() {
-        let mut line = JsonLine::new("INFO", "Request");
-        line.str("path", "/a\"b\n")
-            .u64("status", 200)
-            .bool("tls", false);
-        let text = line.finish();
+        let text = line(|line| {
+            line.str(key!("path"), "/a\"b\n")
+                .u64(key!("status"), 200)
+                .i64(key!("offset"), -3)
+                .bool(key!("tls"), false);
+        });
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["msg"], "Request");
         assert_eq!(value["level"], "INFO");
         assert_eq!(value["path"], "/a\"b\n");
         assert_eq!(value["status"], 200);
-        assert!(text.starts_with("{\"time\":"));
-        assert!(text.ends_with("}\n"));
+        assert_eq!(value["offset"], -3);
+        assert_eq!(value["tls"], false);
+        assert!(text.starts_with("{\"time\":\""));
+        assert!(
+            text.ends_with(
+                ",\"path\":\"/a\\\"b\\n\",\"status\":200,\"offset\":-3,\"tls\":false}\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
     fn escapes_control_characters_between_unicode_runs() {
-        let mut out = String::new();
-        escape_into(&mut out, "bücher\u{1}ß\\");
-        assert_eq!(out, "\"bücher\\u0001ß\\\\\"");
+        assert_eq!(quoted("bücher\u{1}ß\\"), "\"bücher\\u0001ß\\\\\"");
+        assert_eq!(quoted("\u{1f}"), "\"\\u001f\"");
     }
 
     #[test]
-    fn escapes_every_byte_position_of_long_values_as_serde_does() {
+    fn escapes_every_byte_position_of_values_as_serde_does() {
         let base = "abcdefghijklmnopqrstuvwxyz0123456789";
         for special in ["\"", "\\", "\n", "\u{1f}", "\u{0}", "é", "\u{7f}"] {
-            for at in 0..base.len() {
-                let value = format!("{}{special}{}", &base[..at], &base[at..]);
-                let mut out = String::new();
-                escape_into(&mut out, &value);
-                let parsed: String = serde_json::from_str(&out).unwrap();
-                assert_eq!(parsed, value, "{out}");
+            for length in 0..base.len() {
+                for at in 0..=length {
+                    let value = format!("{}{special}{}", &base[..at], &base[at..length]);
+                    let out = quoted(&value);
+                    assert_eq!(out, serde_json::to_string(&value).unwrap());
+                }
             }
         }
     }

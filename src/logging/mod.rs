@@ -7,7 +7,8 @@
 //! Lifecycle messages are `tracing` events (formatted by `JsonLayer`, `tracing-journald` or
 //! tracing's own text formatter); per-request lines are written directly by the request log
 //! through `RequestOutput`, since their field set (`req_<header>`) is only known at deploy
-//! time. The JSON path is the hot default and stays a single buffer and a single write.
+//! time. The JSON path is the hot default: a line is built in place in its thread's batch
+//! and leaves in that batch's single write.
 
 mod batch;
 mod fields;
@@ -19,7 +20,8 @@ mod text_line;
 mod timestamp;
 
 pub use batch::{flush, flush_periodically};
-pub use fields::LogFields;
+pub(crate) use fields::key;
+pub use fields::{Key, LogFields};
 pub use format::{choose, stderr_id, LogFormat, LogTarget};
 pub use journal::{journal_field_name, JournalRecord, JournalSocket, PRIORITY_INFO};
 pub use json_layer::JsonLayer;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use super::LogFields;
+use super::{Key, LogFields};
 
 pub struct TextLine {
     buffer: String,
@@ -34,12 +34,13 @@ impl TextLine {
 
     /// Queues the line with this thread's others (request lines; see `batch`).
     pub fn write_batched(self) {
-        super::batch::write_batched(&self.finish());
+        super::batch::write_batched(self.finish().as_bytes());
     }
 }
 
 impl LogFields for TextLine {
-    fn str(&mut self, key: &str, value: &str) {
+    fn str(&mut self, key: Key<'_>, value: &str) {
+        let key = key.name();
         if value.is_empty() {
             return;
         }
@@ -49,13 +50,16 @@ impl LogFields for TextLine {
             let _ = write!(self.buffer, " {key}={value}");
         }
     }
-    fn u64(&mut self, key: &str, value: u64) {
+    fn u64(&mut self, key: Key<'_>, value: u64) {
+        let key = key.name();
         let _ = write!(self.buffer, " {key}={value}");
     }
-    fn i64(&mut self, key: &str, value: i64) {
+    fn i64(&mut self, key: Key<'_>, value: i64) {
+        let key = key.name();
         let _ = write!(self.buffer, " {key}={value}");
     }
-    fn duration(&mut self, key: &str, value: Duration) {
+    fn duration(&mut self, key: Key<'_>, value: Duration) {
+        let key = key.name();
         let _ = write!(self.buffer, " {key}={value:?}");
     }
 }
@@ -63,14 +67,15 @@ impl LogFields for TextLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logging::key;
 
     #[test]
     fn quotes_values_with_spaces_and_skips_empty_ones() {
         let mut line = TextLine::new("INFO", "Request");
-        line.str("path", "/a b");
-        line.str("query", "");
-        line.u64("status", 200);
-        line.duration("duration", Duration::from_micros(1500));
+        line.str(key!("path"), "/a b");
+        line.str(key!("query"), "");
+        line.u64(key!("status"), 200);
+        line.duration(key!("duration"), Duration::from_micros(1500));
         let text = line.finish();
         assert!(
             text.ends_with(" INFO Request path=\"/a b\" status=200 duration=1.5ms\n"),

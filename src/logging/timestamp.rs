@@ -1,12 +1,12 @@
 //! RFC 3339 UTC timestamps with microseconds, written straight into a log line.
 //!
-//! Every request line starts with one, so it is built by arithmetic into the line's own
-//! buffer rather than through `fmt` and a temporary `String`.
+//! Every request line starts with one, so it is built by arithmetic straight into the
+//! line's buffer rather than through `fmt` and a temporary `String`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Appends `now` as `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
-pub fn push_rfc3339_micros(out: &mut String, now: SystemTime) {
+pub fn push_rfc3339_micros(out: &mut Vec<u8>, now: SystemTime) {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs();
     let (year, month, day) = civil_from_days(seconds / 86_400);
@@ -19,8 +19,7 @@ pub fn push_rfc3339_micros(out: &mut String, now: SystemTime) {
     put_digits(&mut text[14..16], second_of_day / 60 % 60);
     put_digits(&mut text[17..19], second_of_day % 60);
     put_digits(&mut text[20..26], u64::from(since_epoch.subsec_micros()));
-    // Only ASCII digits were written into an ASCII template.
-    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+    out.extend_from_slice(&text);
 }
 
 /// Writes `value` as exactly `slot.len()` decimal digits (zero-padded, high digits dropped).
@@ -62,9 +61,12 @@ mod tests {
         for seconds in [0, 951_782_400, 1_700_000_000, 1_795_000_123, 4_102_444_799] {
             for micros in [0, 7, 999_999] {
                 let at = UNIX_EPOCH + Duration::new(seconds, micros * 1000);
-                let mut ours = String::new();
+                let mut ours = Vec::new();
                 push_rfc3339_micros(&mut ours, at);
-                assert_eq!(ours, humantime::format_rfc3339_micros(at).to_string());
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    humantime::format_rfc3339_micros(at).to_string()
+                );
             }
         }
     }

@@ -12,7 +12,9 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use super::ip_text::IpText;
-use crate::logging::{JournalRecord, JsonLine, LogFields, RequestOutput, TextLine, PRIORITY_INFO};
+use crate::logging::{
+    key, JournalRecord, JsonLine, Key, LogFields, RequestOutput, TextLine, PRIORITY_INFO,
+};
 use crate::metrics::RequestMetrics;
 
 /// nginx's "client closed request": logged when the client left before its response was
@@ -62,7 +64,8 @@ pub struct Entry {
     pub service: Option<String>,
     pub target: Option<String>,
     resp_content_type: Option<HeaderValue>,
-    /// `req_<name>` / `resp_<name>` fields chosen by `--log-*-header`.
+    /// `req_<name>` / `resp_<name>` fields chosen by `--log-*-header`, the names spelled as
+    /// `Key` reads them.
     extra: Vec<(String, String)>,
     /// Replaced by the handler once the request is routed.
     pub metrics: RequestMetrics,
@@ -95,8 +98,9 @@ impl std::ops::DerefMut for RequestLog {
     }
 }
 
-fn field_name(prefix: &str, header: &HeaderName) -> String {
-    format!("{prefix}{}", header.as_str().replace('-', "_"))
+/// The JSON spelling of a header's field (see `Key`): `,"req_x_request_id":"`.
+fn field_key(prefix: &str, header: &HeaderName) -> String {
+    format!(",\"{prefix}{}\":\"", header.as_str().replace('-', "_"))
 }
 
 fn joined(headers: &HeaderMap, name: &HeaderName) -> String {
@@ -160,7 +164,7 @@ impl Entry {
     pub fn record_request_headers(&mut self, headers: &HeaderMap, names: &[HeaderName]) {
         for name in names {
             self.extra
-                .push((field_name("req_", name), joined(headers, name)));
+                .push((field_key("req_", name), joined(headers, name)));
         }
     }
 
@@ -174,7 +178,7 @@ impl Entry {
         self.resp_content_type = headers.get(CONTENT_TYPE).cloned();
         for name in names {
             self.extra
-                .push((field_name("resp_", name), joined(headers, name)));
+                .push((field_key("resp_", name), joined(headers, name)));
         }
     }
 
@@ -193,11 +197,9 @@ impl Entry {
         self.written = true;
         let duration = self.start.elapsed();
         match self.listener.log {
-            RequestOutput::Json => {
-                let mut line = JsonLine::new("INFO", "Request");
-                self.fill(&mut line, bytes_sent, duration);
-                line.write_batched();
-            }
+            RequestOutput::Json => JsonLine::write_batched("INFO", "Request", |line| {
+                self.fill(line, bytes_sent, duration);
+            }),
             RequestOutput::Text => {
                 let mut line = TextLine::new("INFO", "Request");
                 self.fill(&mut line, bytes_sent, duration);
@@ -237,37 +239,37 @@ impl Entry {
     /// Every field of the line, in the Go proxy's order and with its names.
     fn fill(&self, line: &mut impl LogFields, bytes_sent: u64, duration: Duration) {
         let client_addr = IpText::new(self.client.ip());
-        line.str("host", self.host_without_port());
-        line.u64("port", u64::from(self.listener.port));
-        line.str("path", self.uri.path());
-        line.str("request_id", self.request_id.to_str().unwrap_or(""));
-        line.u64("status", u64::from(self.status.as_u16()));
-        line.str("service", self.service.as_deref().unwrap_or(""));
-        line.str("target", self.target.as_deref().unwrap_or(""));
-        line.duration("duration", duration);
-        line.str("method", self.method.as_str());
+        line.str(key!("host"), self.host_without_port());
+        line.u64(key!("port"), u64::from(self.listener.port));
+        line.str(key!("path"), self.uri.path());
+        line.str(key!("request_id"), self.request_id.to_str().unwrap_or(""));
+        line.u64(key!("status"), u64::from(self.status.as_u16()));
+        line.str(key!("service"), self.service.as_deref().unwrap_or(""));
+        line.str(key!("target"), self.target.as_deref().unwrap_or(""));
+        line.duration(key!("duration"), duration);
+        line.str(key!("method"), self.method.as_str());
         line.i64(
-            "req_content_length",
+            key!("req_content_length"),
             text(&self.req_content_length).parse().unwrap_or(0),
         );
-        line.str("req_content_type", text(&self.req_content_type));
-        line.u64("resp_content_length", bytes_sent);
-        line.str("resp_content_type", text(&self.resp_content_type));
-        line.str("client_addr", client_addr.as_str());
+        line.str(key!("req_content_type"), text(&self.req_content_type));
+        line.u64(key!("resp_content_length"), bytes_sent);
+        line.str(key!("resp_content_type"), text(&self.resp_content_type));
+        line.str(key!("client_addr"), client_addr.as_str());
         line.str(
-            "client_port",
+            key!("client_port"),
             itoa::Buffer::new().format(self.client.port()),
         );
         line.str(
-            "remote_addr",
+            key!("remote_addr"),
             self.forwarded_for
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(client_addr.as_str()),
         );
-        line.str("user_agent", text(&self.user_agent));
+        line.str(key!("user_agent"), text(&self.user_agent));
         line.str(
-            "proto",
+            key!("proto"),
             match self.version {
                 Version::HTTP_10 => "HTTP/1.0",
                 Version::HTTP_2 => "HTTP/2.0",
@@ -275,10 +277,10 @@ impl Entry {
                 _ => "HTTP/1.1",
             },
         );
-        line.str("scheme", self.listener.scheme);
-        line.str("query", self.uri.query().unwrap_or(""));
-        for (name, value) in &self.extra {
-            line.str(name, value);
+        line.str(key!("scheme"), self.listener.scheme);
+        line.str(key!("query"), self.uri.query().unwrap_or(""));
+        for (key, value) in &self.extra {
+            line.str(Key::from_json(key), value);
         }
     }
 }
@@ -295,18 +297,20 @@ mod tests {
     struct Fields(BTreeMap<String, String>);
 
     impl LogFields for Fields {
-        fn str(&mut self, key: &str, value: &str) {
-            self.0.insert(key.to_string(), value.to_string());
+        fn str(&mut self, key: Key<'_>, value: &str) {
+            self.0.insert(key.name().to_string(), value.to_string());
         }
-        fn u64(&mut self, key: &str, value: u64) {
-            self.0.insert(key.to_string(), value.to_string());
+        fn u64(&mut self, key: Key<'_>, value: u64) {
+            self.0.insert(key.name().to_string(), value.to_string());
         }
-        fn i64(&mut self, key: &str, value: i64) {
-            self.0.insert(key.to_string(), value.to_string());
+        fn i64(&mut self, key: Key<'_>, value: i64) {
+            self.0.insert(key.name().to_string(), value.to_string());
         }
-        fn duration(&mut self, key: &str, value: Duration) {
-            self.0
-                .insert(format!("{key}_usec"), value.as_micros().to_string());
+        fn duration(&mut self, key: Key<'_>, value: Duration) {
+            self.0.insert(
+                format!("{}_usec", key.name()),
+                value.as_micros().to_string(),
+            );
         }
     }
 
@@ -373,5 +377,47 @@ mod tests {
         ] {
             assert!(text.contains(field), "{field} missing from {text}");
         }
+    }
+
+    /// The line as the Go proxy writes it, byte for byte but for the time.
+    #[test]
+    fn writes_json_in_the_go_order_and_escaping() {
+        let request = Request::get("/app/x?q=1&b=\\")
+            .header("host", "web.test:8080")
+            .header("user-agent", "cu\"rl\\x")
+            .header("x-trace", "a")
+            .header("x-trace", "b\"c")
+            .header("content-length", "12")
+            .body(())
+            .unwrap();
+        let mut log = sample_log();
+        log.0.uri = request.uri().clone();
+        log.0.user_agent = request.headers().get(USER_AGENT).cloned();
+        log.0.req_content_length = request.headers().get(CONTENT_LENGTH).cloned();
+        log.record_request_headers(request.headers(), &[HeaderName::from_static("x-trace")]);
+        let mut response = HeaderMap::new();
+        response.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        log.record_response(StatusCode::BAD_GATEWAY, &response, &[CONTENT_TYPE]);
+        log.0.written = true;
+        let mut buffer = Vec::new();
+        JsonLine::write_into(&mut buffer, "INFO", "Request", |line| {
+            log.fill(line, 42, Duration::from_nanos(1_234_567));
+        });
+        let text = String::from_utf8(buffer).unwrap();
+        let (time, rest) = text.split_once("\",").unwrap();
+        assert!(
+            time.starts_with("{\"time\":\"") && time.ends_with('Z'),
+            "{time}"
+        );
+        assert_eq!(
+            rest,
+            concat!(
+                r#""level":"INFO","msg":"Request","host":"web.test","port":80,"path":"/app/x","request_id":"req-1","status":502,"service":"web","target":"127.0.0.1:3000","duration":1234567,"method":"GET","req_content_length":12,"req_content_type":"","resp_content_length":42,"resp_content_type":"text/html; charset=utf-8","client_addr":"192.0.2.7","client_port":"5555","remote_addr":"192.0.2.7","user_agent":"cu\"rl\\x","proto":"HTTP/1.1","scheme":"http","query":"q=1&b=\\","req_x_trace":"a,b\"c","resp_content_type":"text/html; charset=utf-8"}"#,
+                "\n"
+            )
+        );
     }
 }
