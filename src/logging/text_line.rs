@@ -27,11 +27,6 @@ impl TextLine {
         self.buffer
     }
 
-    /// Writes the line now, in one call, so concurrent lines never interleave.
-    pub fn write_to_stdout(self) {
-        super::batch::write_now(self.finish().as_bytes());
-    }
-
     /// Queues the line with this thread's others (request lines; see `batch`).
     pub fn write_batched(self) {
         super::batch::write_batched(self.finish().as_bytes());
