@@ -14,14 +14,14 @@ use std::sync::Arc;
 use crate::error_chain::error_chain;
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::client_upgrade::ClientUpgrade;
 use super::relay_body::{RelayBody, RelayError, ResponseBody};
+use super::request_body::{RequestBody, RequestBodyError};
 use super::request_log::CLIENT_CLOSED_REQUEST;
 use super::spill_buffer::SpillDir;
 use super::upstream_body::TargetTunnel;
@@ -86,23 +86,14 @@ impl ForwardError {
         }
     }
 
-    /// A failure reading the client's body: a decoding error means a malformed body (hyper
-    /// reports bad chunk framing as invalid data or input); anything else means the client
-    /// stopped sending.
-    pub fn from_client_body(error: &hyper::Error) -> Self {
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            if let Some(io) = cause.downcast_ref::<io::Error>() {
-                if matches!(
-                    io.kind(),
-                    io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
-                ) {
-                    return ForwardError::MalformedRequest;
-                }
-            }
-            source = cause.source();
+    /// A failure reading the client's body: a malformed body, or the client stopped
+    /// sending.
+    pub fn from_client_body(error: &RequestBodyError) -> Self {
+        if error.is_malformed() {
+            ForwardError::MalformedRequest
+        } else {
+            ForwardError::ClientGone
         }
-        ForwardError::ClientGone
     }
 
     /// A failed exchange: the body we were sending may be what failed, and then whose fault
@@ -131,7 +122,7 @@ pub fn retarget<B>(request: &mut Request<B>, path: PathAndQuery) {
 /// `options` say; a drain deadline cuts the whole exchange short.
 pub async fn send(
     pool: &UpstreamPool,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     options: &TargetOptions,
     spill_dir: &Arc<SpillDir>,
     guard: &InflightGuard,
@@ -149,7 +140,7 @@ pub async fn send(
 async fn exchange(
     pool: &UpstreamPool,
     target: &Authority,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     options: &TargetOptions,
     spill_dir: &Arc<SpillDir>,
 ) -> Result<Response<ResponseBody>, ForwardError> {
@@ -179,12 +170,27 @@ pub fn take_tunnel(body: &mut ResponseBody) -> Option<TargetTunnel> {
     }
 }
 
+/// Relays between the two sides of an upgrade, once each has what the other sent ahead.
+async fn splice<C>(
+    mut client: C,
+    client_read_ahead: &[u8],
+    target: TargetTunnel,
+) -> io::Result<(u64, u64)>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut stream = target.stream;
+    stream.write_all(client_read_ahead).await?;
+    client.write_all(&target.read_ahead).await?;
+    tokio::io::copy_bidirectional(&mut client, &mut stream).await
+}
+
 /// Splices an upgraded client connection to the upgraded target connection until either
 /// side closes, a drain starts, or the proxy shuts down. What the target sent with its 101
 /// goes to the client first.
 pub fn spawn_tunnel(
     tasks: &TaskTracker,
-    client_side: OnUpgrade,
+    client_side: ClientUpgrade,
     target: TargetTunnel,
     guard: InflightGuard,
     shutdown: CancellationToken,
@@ -192,10 +198,16 @@ pub fn spawn_tunnel(
     tasks.spawn(async move {
         let drain = guard.tokens().upgrades.clone();
         let splice = async move {
-            let mut client = TokioIo::new(client_side.await.map_err(io::Error::other)?);
-            client.write_all(&target.read_ahead).await?;
-            let mut stream = target.stream;
-            tokio::io::copy_bidirectional(&mut client, &mut stream).await
+            match client_side {
+                ClientUpgrade::Hyper(upgrade) => {
+                    let client = TokioIo::new(upgrade.await.map_err(io::Error::other)?);
+                    splice(client, &[], target).await
+                }
+                ClientUpgrade::Plain(upgrade) => {
+                    let client = upgrade.await.map_err(io::Error::other)?;
+                    splice(client.stream, &client.read_ahead, target).await
+                }
+            }
         };
         tokio::select! {
             result = splice => {

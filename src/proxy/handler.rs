@@ -17,18 +17,19 @@ use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
-use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::body::ProxyBody;
 use super::client_ip::apply_client_ip_header;
+use super::client_upgrade::ClientUpgrade;
 use super::cookie_scope::scope_cookie_paths;
 use super::error_page;
 use super::extended_connect::{self, Handshake};
 use super::forward::{self, ForwardError};
 use super::headers::{self, ForwardedFor};
 use super::redirect::{self, RedirectRule};
+use super::request_body::RequestBody;
 use super::request_log::{Peer, RequestLog};
 use super::spill_buffer::SpillDir;
 use super::upstream_pool::{self, UpstreamPool};
@@ -207,7 +208,11 @@ impl Handler {
         })
     }
 
-    pub async fn handle(&self, mut request: Request<Incoming>, peer: Peer) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        mut request: Request<RequestBody>,
+        peer: Peer,
+    ) -> Response<ProxyBody> {
         let start = Instant::now();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -341,7 +346,7 @@ impl Handler {
         }
     }
 
-    async fn hold_while_paused(&self, request: &Request<Incoming>, route: &Route) -> PauseOutcome {
+    async fn hold_while_paused<B>(&self, request: &Request<B>, route: &Route) -> PauseOutcome {
         let pause = &route.service.pause;
         let is_health_check = matches!(*request.method(), Method::GET | Method::HEAD)
             && route.upstream_path.path() == route.service.target_options.health_check.path;
@@ -362,7 +367,7 @@ impl Handler {
 
     async fn forward(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<RequestBody>,
         route: Route,
         guard: InflightGuard,
         peer: Peer,
@@ -373,7 +378,7 @@ impl Handler {
         let service = &route.service;
         let target = Arc::clone(guard.target());
         log.target = Some(target.address().to_string());
-        let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
+        let client_side = upgrade.then(|| ClientUpgrade::take(&mut request));
         headers::remove_hop_by_hop(request.headers_mut(), upgrade);
         headers::set_forwarded_headers(
             request.headers_mut(),

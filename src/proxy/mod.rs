@@ -6,17 +6,22 @@
 
 mod body;
 mod chunked;
+mod client;
 mod client_ip;
+mod client_upgrade;
 mod cookie_scope;
 mod error_page;
 mod extended_connect;
 mod forward;
 mod handler;
+mod header_block;
 mod headers;
 pub mod internal_request;
 mod ip_text;
+mod message_body;
 mod redirect;
 mod relay_body;
+mod request_body;
 mod request_buffer;
 mod request_head;
 mod request_log;

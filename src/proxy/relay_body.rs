@@ -12,14 +12,14 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
+use super::request_body::{RequestBody, RequestBodyError};
 use super::spill_buffer::SpilledBody;
 use super::upstream_body::UpstreamBody;
 
-/// `B` is the streamed body: the client's `Incoming` on the way up, the target's
+/// `B` is the streamed body: the client's `RequestBody` on the way up, the target's
 /// `UpstreamBody` on the way down.
-pub enum RelayBody<B = Incoming> {
+pub enum RelayBody<B = RequestBody> {
     Streamed(B),
     Buffered(SpilledBody),
 }
@@ -27,10 +27,10 @@ pub enum RelayBody<B = Incoming> {
 /// A response body as it comes back from a target.
 pub type ResponseBody = RelayBody<UpstreamBody>;
 
-/// `E` is the streamed body's error: hyper's for the client's body, the upstream body's for
+/// `E` is the streamed body's error: `RequestBodyError` for the client's body, the upstream body's for
 /// the target's.
 #[derive(Debug, thiserror::Error)]
-pub enum RelayError<E = hyper::Error> {
+pub enum RelayError<E = RequestBodyError> {
     /// The peer that sends this body broke it off or sent it malformed.
     #[error("reading the body from its sender failed")]
     Stream(#[source] E),

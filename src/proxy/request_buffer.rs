@@ -11,16 +11,16 @@ use std::sync::Arc;
 use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::Request;
 use http_body::Body;
-use hyper::body::Incoming;
 
 use super::forward::ForwardError;
 use super::relay_body::RelayBody;
+use super::request_body::RequestBody;
 use super::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
 use crate::error_chain::error_chain;
 use crate::service::options::TargetOptions;
 
 pub async fn buffer(
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     options: &TargetOptions,
     dir: &Arc<SpillDir>,
 ) -> Result<Request<RelayBody>, ForwardError> {

@@ -12,25 +12,10 @@
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
-use std::mem::MaybeUninit;
 
+use super::header_block::{self, BlockError, Spans, MAX_HEAD_LEN};
 use super::headers;
-
-/// The most header fields a response may carry (hyper's limit too).
-const MAX_HEADERS: usize = 100;
-/// The largest response head accepted, the same as hyper's read buffer limit.
-pub const MAX_HEAD_LEN: usize = 8192 + 4096 * 100;
-
-/// How the body after a head is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body at all.
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Everything until the target closes the connection.
-    UntilClose,
-}
+use super::message_body::Framing;
 
 /// A parsed head: the response without its body, how the body is framed, and whether the
 /// connection can carry another request once the body is read.
@@ -55,51 +40,36 @@ pub enum HeadError {
     InvalidContentLength,
 }
 
+impl From<BlockError> for HeadError {
+    fn from(error: BlockError) -> Self {
+        match error {
+            BlockError::TooLarge => HeadError::TooLarge,
+            BlockError::Malformed(error) => HeadError::Malformed(error),
+        }
+    }
+}
+
 /// Parses the head at the front of `buf`, removing it. `Ok(None)` means the head is not
 /// complete yet. Interim (1xx) responses other than 101 are returned like any other: the
 /// caller skips them.
 pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, HeadError> {
-    // Offsets of each name and value in `buf`, so the parser's borrow ends before the head
-    // is split off and frozen.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let (head_len, minor_version, code, count) = {
-        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let (head_len, minor_version, code, spans) = {
+        let mut fields = header_block::uninit();
         let mut parsed = httparse::Response::new(&mut []);
         let status = httparse::ParserConfig::default().parse_response_with_uninit_headers(
             &mut parsed,
             buf,
-            &mut headers,
+            &mut fields,
         );
-        let head_len = match status {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_LEN => {
-                return Err(HeadError::TooLarge)
-            }
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-            Err(error) => return Err(HeadError::Malformed(error)),
+        let Some(head_len) = header_block::head_length(status, buf.len())? else {
+            return Ok(None);
         };
-        if head_len > MAX_HEAD_LEN {
-            return Err(HeadError::TooLarge);
-        }
-        let base = buf.as_ptr() as usize;
-        let offset = |slice: &[u8]| (slice.as_ptr() as usize - base) as u32;
-        for (span, header) in spans.iter_mut().zip(parsed.headers.iter()) {
-            let name = offset(header.name.as_bytes());
-            let value = offset(header.value);
-            *span = (
-                name,
-                name + header.name.len() as u32,
-                value,
-                value + header.value.len() as u32,
-            );
-        }
         // A complete parse always sets the version and the code.
         (
             head_len,
             parsed.version.unwrap_or(1),
             parsed.code.unwrap_or_default(),
-            parsed.headers.len(),
+            Spans::of(buf, parsed.headers),
         )
     };
     let status = StatusCode::from_u16(code).map_err(|_| HeadError::InvalidStatus(code))?;
@@ -108,13 +78,9 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
     // RFC 9110 §7.6.1), except the handshake of a 101, which the client needs.
     let upgraded = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut hop = HopByHop::default();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name_start, name_end, value_start, value_end) in &spans[..count] {
-        let name = &head[name_start as usize..name_end as usize];
-        let invalid = || HeadError::InvalidHeader(String::from_utf8_lossy(name).into_owned());
-        let name = HeaderName::from_bytes(name).map_err(|_| invalid())?;
-        let value = head.slice(value_start as usize..value_end as usize);
-        let value = HeaderValue::from_maybe_shared(value).map_err(|_| invalid())?;
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for field in spans.fields(&head) {
+        let (name, value) = field.map_err(|invalid| HeadError::InvalidHeader(invalid.0))?;
         if hop.take(&name, &value) && !(upgraded && (name == CONNECTION || name == UPGRADE)) {
             continue;
         }
@@ -234,6 +200,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::header_block::MAX_HEADERS;
 
     fn head(text: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
         parse(&mut BytesMut::from(text), &method)

@@ -1,9 +1,9 @@
 //! The accept loops of the HTTP and HTTPS listeners, and their graceful end.
 //!
-//! Each connection is served by hyper in a tracked task: plain HTTP as HTTP/1.1 with
-//! upgrades; HTTPS after a TLS handshake (in the connection's task, so a slow client never
-//! holds up the accept loop) as HTTP/2 (with WebSockets by extended CONNECT, RFC 8441) or
-//! HTTP/1.1 by ALPN. An `acme-tls/1` handshake is a TLS-ALPN-01 validation: it ends once the
+//! Each connection is served in a tracked task: plain HTTP by our own HTTP/1.1 server
+//! (`client`); HTTPS by hyper after a TLS handshake (in the connection's task, so a slow
+//! client never holds up the accept loop), as HTTP/2 (with WebSockets by extended CONNECT,
+//! RFC 8441) or HTTP/1.1 by ALPN. An `acme-tls/1` handshake is a TLS-ALPN-01 validation: it ends once the
 //! handshake has shown the challenge certificate.
 //! At shutdown the listener stops accepting, each connection is told to finish its current
 //! request and close (idle keep-alive connections close at once; a new one that has not
@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -27,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::body::ProxyBody;
+use super::client;
 use super::handler::Handler;
+use super::request_body::RequestBody;
 use super::request_log::{ListenerInfo, Peer};
 use crate::tls::{HttpsAcceptor, ACME_TLS_ALPN};
 
@@ -38,7 +39,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// hyper's graceful shutdown closes a connection it has read nothing from at once, which
 /// would fail a client that connected just before SIGTERM and whose request is still on its
 /// way: `systemctl restart` must not lose it.
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// The hyper service of one connection: every request goes through `handler`, and the first
 /// one cancels `first_request`.
@@ -59,7 +60,10 @@ fn connection_service(
             first_request.cancel();
         }
         let handler = Arc::clone(&handler);
-        async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
+        async move {
+            let request = request.map(RequestBody::Hyper);
+            Ok::<_, Infallible>(handler.handle(request, peer).await)
+        }
     })
 }
 
@@ -144,22 +148,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     accept_loop(listener, info, shutdown, move |stream, peer, shutdown| {
-        let first_request = CancellationToken::new();
-        let service = connection_service(&handler, peer, &first_request);
-        // hyper answers 431 to a request head over its read buffer limit (about 400 KiB).
-        // Go allows 1 MiB, but raising the limit lets every busy upload's read buffer grow
-        // to it too (measured: about 1.7 MiB more per connection), and heads that large
-        // are refused long before by browsers and CDNs anyway.
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        drive(
-            connection,
-            |c| c.graceful_shutdown(),
-            shutdown,
-            first_request,
-        )
+        client::serve(stream, peer, Arc::clone(&handler), shutdown)
     })
     .await;
 }

@@ -1,7 +1,7 @@
 //! `UpstreamBody`: a target's response body, read from the connection as the client takes
 //! it, which returns the connection to the pool once read to the end.
 //!
-//! The body is delimited as its head said (`response_head::Framing`). The connection goes
+//! The body is delimited as its head said (`message_body::Framing`). The connection goes
 //! back the moment the last byte is read, or at once for a body that is empty from the
 //! start (HEAD, 204, 304, `Content-Length: 0`). A body dropped before its end, broken, or
 //! followed by bytes nobody asked for closes the connection instead: the unread rest would
@@ -16,8 +16,8 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::net::TcpStream;
 
-use super::chunked::{ChunkedDecoder, ChunkedError, Decoded};
-use super::response_head::Framing;
+use super::chunked::ChunkedError;
+use super::message_body::{BodyState, Framing, Step};
 use super::upstream_connection::{UpstreamConnection, READ_RESERVE};
 use super::upstream_pool::Checkin;
 
@@ -31,15 +31,8 @@ pub enum UpstreamBodyError {
     Chunked(#[from] ChunkedError),
 }
 
-enum State {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-    UntilClose,
-    Done,
-}
-
 pub struct UpstreamBody {
-    state: State,
+    state: BodyState,
     /// The connection, until the body is over (or handed to a tunnel).
     connection: Option<UpstreamConnection>,
     /// Where the connection goes when the body is over; `None` if it cannot be reused.
@@ -55,18 +48,12 @@ pub struct TargetTunnel {
 
 impl UpstreamBody {
     pub fn new(framing: Framing, connection: UpstreamConnection, checkin: Option<Checkin>) -> Self {
-        let state = match framing {
-            Framing::Empty => State::Done,
-            Framing::Length(length) => State::Length(length),
-            Framing::Chunked => State::Chunked(ChunkedDecoder::new()),
-            Framing::UntilClose => State::UntilClose,
-        };
         let mut body = UpstreamBody {
-            state,
+            state: BodyState::new(framing),
             connection: Some(connection),
             checkin,
         };
-        if matches!(body.state, State::Done) {
+        if body.state.is_done() {
             body.finish();
         }
         body
@@ -75,7 +62,7 @@ impl UpstreamBody {
     /// The body of a 101 response: none, and the connection kept for the tunnel.
     pub fn upgraded(connection: UpstreamConnection) -> Self {
         UpstreamBody {
-            state: State::Done,
+            state: BodyState::Done,
             connection: Some(connection),
             checkin: None,
         }
@@ -92,7 +79,7 @@ impl UpstreamBody {
     /// The body is over: the connection goes back to the pool if it can carry another
     /// exchange and nothing but this body came on it.
     fn finish(&mut self) {
-        self.state = State::Done;
+        self.state = BodyState::Done;
         match (self.checkin.take(), self.connection.take()) {
             (Some(checkin), Some(connection)) if connection.buf.is_empty() => {
                 checkin.give_back(connection)
@@ -106,7 +93,7 @@ impl UpstreamBody {
         &mut self,
         error: UpstreamBodyError,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
-        self.state = State::Done;
+        self.state = BodyState::Done;
         self.connection = None;
         self.checkin = None;
         Poll::Ready(Some(Err(error)))
@@ -132,41 +119,22 @@ impl Body for UpstreamBody {
             let Some(connection) = this.connection.as_mut() else {
                 return Poll::Ready(None);
             };
-            match &mut this.state {
-                State::Done => return Poll::Ready(None),
-                State::Length(remaining) => {
-                    if !connection.buf.is_empty() {
-                        let take = connection
-                            .buf
-                            .len()
-                            .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                        let data = connection.buf.split_to(take).freeze();
-                        *remaining -= take as u64;
-                        if *remaining == 0 {
-                            this.finish();
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                State::Chunked(decoder) => match decoder.decode(&mut connection.buf) {
-                    Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                    Ok(Decoded::End) => {
+            match this.state.step(&mut connection.buf) {
+                Ok(Step::Data(data)) => {
+                    if this.state.is_done() {
                         this.finish();
-                        return Poll::Ready(None);
                     }
-                    Ok(Decoded::NeedMore) => {}
-                    Err(error) => return this.fail(error.into()),
-                },
-                State::UntilClose => {
-                    if !connection.buf.is_empty() {
-                        let data = connection.buf.split().freeze();
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
+                Ok(Step::End) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::NeedMore) => {}
+                Err(error) => return this.fail(error.into()),
             }
             match ready!(poll_fill(connection, cx)) {
-                Ok(0) if matches!(this.state, State::UntilClose) => {
-                    this.state = State::Done;
+                Ok(0) if this.state.closed() => {
                     this.connection = None;
                     return Poll::Ready(None);
                 }
@@ -178,14 +146,10 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.state, State::Done | State::Length(0))
+        self.state.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.state {
-            State::Done => SizeHint::with_exact(0),
-            State::Length(remaining) => SizeHint::with_exact(remaining),
-            State::Chunked(_) | State::UntilClose => SizeHint::default(),
-        }
+        self.state.size_hint()
     }
 }
