@@ -51,7 +51,7 @@ const CLAIM_ATTEMPTS: usize = 3;
 
 /// Headers the proxy adds to a forwarded request: `Host` (HTTP/2), `X-Request-Id`,
 /// `X-Request-Start`, `X-Forwarded-For`/`-Proto`/`-Host` and `X-Kamal-Target`.
-const ADDED_HEADERS: usize = 7;
+pub const ADDED_HEADERS: usize = 7;
 
 pub struct Handler {
     router: Arc<Router>,

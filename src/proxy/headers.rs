@@ -46,9 +46,22 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
-/// Whether `name` is one of the fixed hop-by-hop headers.
+/// Whether `name` is one of the fixed hop-by-hop headers. Asked of every field of every
+/// response, so it matches the text (a switch on length, then one comparison) rather than
+/// comparing with each of `HOP_BY_HOP` in turn.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
+    matches!(
+        name.as_str(),
+        "connection"
+            | "proxy-connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// The elements of a comma-separated header value such as `Connection`, trimmed, empty
@@ -209,6 +222,16 @@ mod tests {
             );
         }
         map
+    }
+
+    #[test]
+    fn knows_each_hop_by_hop_header_and_no_other() {
+        for hop in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(hop), "{hop}");
+        }
+        for other in ["content-length", "x-connection", "tes", "host"] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(other)), "{other}");
+        }
     }
 
     #[test]
