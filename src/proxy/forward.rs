@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use super::client_upgrade::ClientUpgrade;
 use super::relay_body::{RelayBody, RelayError, ResponseBody};
 use super::request_body::{RequestBody, RequestBodyError};
+use super::request_head::AddedHeaders;
 use super::request_log::CLIENT_CLOSED_REQUEST;
 use super::spill_buffer::SpillDir;
 use super::upstream_body::TargetTunnel;
@@ -118,21 +119,23 @@ pub fn retarget<B>(request: &mut Request<B>, path: PathAndQuery) {
     *request.version_mut() = Version::HTTP_11;
 }
 
-/// Sends `request` to the target and returns its response, buffering either body as
-/// `options` say; a drain deadline cuts the whole exchange short.
+/// Sends `request`, with the headers the proxy `added`, to the target and returns its
+/// response, buffering either body as `options` say; a drain deadline cuts the whole
+/// exchange short.
 pub async fn send(
     pool: &UpstreamPool,
     request: Request<RequestBody>,
     options: &TargetOptions,
     spill_dir: &Arc<SpillDir>,
     guard: &InflightGuard,
+    added: &AddedHeaders<'_>,
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let target = guard.target().authority();
     // The exchange first: the drain's wait (which takes locks) is set up only once the
     // exchange has to wait for the target.
     tokio::select! {
         biased;
-        result = exchange(pool, target, request, options, spill_dir) => result,
+        result = exchange(pool, target, request, options, spill_dir, added) => result,
         () = guard.tokens().requests.cancelled() => Err(ForwardError::Drained),
     }
 }
@@ -143,6 +146,7 @@ async fn exchange(
     request: Request<RequestBody>,
     options: &TargetOptions,
     spill_dir: &Arc<SpillDir>,
+    added: &AddedHeaders<'_>,
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let request = if options.buffer_requests {
         Box::pin(request_buffer::buffer(request, options, spill_dir)).await?
@@ -150,7 +154,9 @@ async fn exchange(
         request.map(RelayBody::Streamed)
     };
     let response =
-        match tokio::time::timeout(options.response_timeout, pool.send(target, request)).await {
+        match tokio::time::timeout(options.response_timeout, pool.send(target, request, added))
+            .await
+        {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => return Err(ForwardError::from_exchange(&error)),
             Err(_) => return Err(ForwardError::Timeout),

@@ -27,10 +27,13 @@ use super::cookie_scope::scope_cookie_paths;
 use super::error_page;
 use super::extended_connect::{self, Handshake};
 use super::forward::{self, ForwardError};
-use super::headers::{self, ForwardedFor};
+use super::forwarded_headers::ForwardedHeaders;
+use super::headers;
 use super::redirect::{self, RedirectRule};
 use super::request_body::RequestBody;
+use super::request_head::AddedHeaders;
 use super::request_log::{Peer, RequestLog};
+use super::request_stamp::RequestStamp;
 use super::spill_buffer::SpillDir;
 use super::upstream_pool::{self, UpstreamPool};
 use crate::control::PathPrefix;
@@ -48,10 +51,6 @@ use crate::tls::challenges::HTTP01_PREFIX;
 /// A claim can lose a race with a deploy that retires the target it picked; the request is
 /// then routed again on the new table. Two retries cover back-to-back deploys.
 const CLAIM_ATTEMPTS: usize = 3;
-
-/// Headers the proxy adds to a forwarded request: `Host` (HTTP/2), `X-Request-Id`,
-/// `X-Request-Start`, `X-Forwarded-For`/`-Proto`/`-Host` and `X-Kamal-Target`.
-pub const ADDED_HEADERS: usize = 7;
 
 pub struct Handler {
     router: Arc<Router>,
@@ -72,6 +71,13 @@ enum PauseOutcome {
     /// load balancers do not eject the host.
     HealthCheckPassThrough,
     Refuse(StatusCode, Option<String>),
+}
+
+/// How the request arrived: the connection it came on and the stamp it was given, which
+/// the target is told of.
+struct Arrival<'a> {
+    peer: Peer,
+    stamp: &'a RequestStamp,
 }
 
 /// Where the request was routed: the service and the path the target sees.
@@ -217,13 +223,11 @@ impl Handler {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        // Room for the headers added on the way (request id and start, the forwarding
-        // headers): the map grows once instead of once per insert.
-        request.headers_mut().reserve(ADDED_HEADERS);
         host_header_from_authority(&mut request);
-        let request_id = headers::ensure_request_id_and_start(request.headers_mut(), now_ms);
+        // Written into the head for the target, not into the request's headers.
+        let stamp = RequestStamp::new(request.headers(), now_ms);
         let metrics = self.metrics.unrouted(request.method());
-        let mut log = RequestLog::new(&request, peer, start, request_id, metrics);
+        let mut log = RequestLog::new(&request, peer, start, stamp.id().clone(), metrics);
 
         if peer.listener.scheme == "http" && request.uri().path().starts_with(HTTP01_PREFIX) {
             let challenges = self.router.acme().challenges();
@@ -242,6 +246,7 @@ impl Handler {
         log.metrics = self.routed_metrics(&request, &route);
         log.record_request_headers(
             request.headers(),
+            &stamp,
             &route.service.target_options.log_request_headers,
         );
         if let Some(header) = &route.service.options.client_ip_header {
@@ -318,7 +323,17 @@ impl Handler {
             .filter(|_| route.service.target_options.scope_cookie_paths);
         let http10 = request.version() == Version::HTTP_10;
         let mut response = self
-            .forward(request, route, guard, peer, log, websocket)
+            .forward(
+                request,
+                route,
+                guard,
+                Arrival {
+                    peer,
+                    stamp: &stamp,
+                },
+                log,
+                websocket,
+            )
             .await;
         // Only the close can end a body of unknown length for an HTTP/1.0 client; say so,
         // rather than let hyper promise the keep-alive the client asked for.
@@ -370,7 +385,7 @@ impl Handler {
         mut request: Request<RequestBody>,
         route: Route,
         guard: InflightGuard,
-        peer: Peer,
+        arrival: Arrival<'_>,
         mut log: RequestLog,
         websocket: Option<Handshake>,
     ) -> Response<ProxyBody> {
@@ -380,15 +395,15 @@ impl Handler {
         log.target = Some(target.address().to_string());
         let client_side = upgrade.then(|| ClientUpgrade::take(&mut request));
         headers::remove_hop_by_hop(request.headers_mut(), upgrade);
-        headers::set_forwarded_headers(
-            request.headers_mut(),
-            &ForwardedFor {
-                peer: peer.client.ip(),
-                scheme: peer.listener.scheme,
+        let added = AddedHeaders {
+            stamp: arrival.stamp,
+            forwarded: ForwardedHeaders {
+                peer: arrival.peer.client.ip(),
+                scheme: arrival.peer.listener.scheme,
                 target: target.address().as_str(),
                 trust_client: service.target_options.forward_headers,
             },
-        );
+        };
         forward::retarget(&mut request, route.upstream_path);
 
         let mut response = match forward::send(
@@ -397,6 +412,7 @@ impl Handler {
             &service.target_options,
             &self.spill_dir,
             &guard,
+            &added,
         )
         .await
         {

@@ -1,24 +1,12 @@
-//! Header rules of the forwarding path: hop-by-hop removal, request id and start time, and
-//! the `X-Forwarded-*` / `X-Kamal-Target` headers.
+//! Hop-by-hop headers: those that describe one connection, not the message, and so are
+//! removed on the way to the target (and from its response), except the handshake of an
+//! upgrade.
 //!
-//! `--forward-headers` decides whether the client's `X-Forwarded-*` values are trusted
-//! (kept and appended to) or replaced by what this proxy saw. `Forwarded` is always
-//! dropped, as Go's reverse proxy does.
+//! The headers the proxy adds are elsewhere: `request_stamp` (request id and start) and
+//! `forwarded_headers`, written as the head is encoded (`request_head`).
 
-use std::net::IpAddr;
-
-use http::header::{HeaderName, HeaderValue, CONNECTION, HOST, UPGRADE};
+use http::header::{HeaderName, HeaderValue, CONNECTION, UPGRADE};
 use http::HeaderMap;
-
-use super::ip_text::IpText;
-
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_KAMAL_TARGET: HeaderName = HeaderName::from_static("x-kamal-target");
-static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1, Go's list).
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -121,94 +109,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Adds `X-Request-Start: t=<unix ms>` and `X-Request-ID` when absent; returns the id.
-pub fn ensure_request_id_and_start(headers: &mut HeaderMap, now_unix_ms: u128) -> HeaderValue {
-    if !headers.contains_key(&X_REQUEST_START) {
-        let mut start = [0u8; 2 + 39];
-        start[..2].copy_from_slice(b"t=");
-        let mut digits = itoa::Buffer::new();
-        let digits = digits.format(now_unix_ms).as_bytes();
-        start[2..2 + digits.len()].copy_from_slice(digits);
-        // Infallible: "t=" and digits are valid header bytes.
-        let start = HeaderValue::from_bytes(&start[..2 + digits.len()]).expect("ascii header");
-        headers.insert(X_REQUEST_START.clone(), start);
-    }
-    headers
-        .entry(X_REQUEST_ID.clone())
-        .or_insert_with(|| {
-            let mut text = uuid::Uuid::encode_buffer();
-            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-            // Infallible: a hyphenated UUID is ASCII.
-            HeaderValue::from_str(id).expect("ascii uuid")
-        })
-        .clone()
-}
-
-/// Joins every value of `name` with ", ", as Go does for repeated `X-Forwarded-For`.
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let values: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.join(", "))
-}
-
-fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name.clone(), value);
-    }
-}
-
-/// What the proxy saw of the client connection.
-pub struct ForwardedFor<'a> {
-    pub peer: IpAddr,
-    pub scheme: &'a str,
-    pub target: &'a str,
-    /// Trust and extend the client's values (`--forward-headers`).
-    pub trust_client: bool,
-}
-
-pub fn set_forwarded_headers(headers: &mut HeaderMap, forwarded: &ForwardedFor<'_>) {
-    headers.remove(&FORWARDED);
-    let peer = IpText::new(forwarded.peer);
-    let trust = forwarded.trust_client;
-    let client_for = if trust {
-        joined(headers, &X_FORWARDED_FOR)
-    } else {
-        None
-    };
-    match client_for {
-        Some(chain) => set(
-            headers,
-            &X_FORWARDED_FOR,
-            &format!("{chain}, {}", peer.as_str()),
-        ),
-        None => set(headers, &X_FORWARDED_FOR, peer.as_str()),
-    }
-    if !(trust && headers.contains_key(&X_FORWARDED_PROTO)) {
-        set(headers, &X_FORWARDED_PROTO, forwarded.scheme);
-    }
-    if !(trust && headers.contains_key(&X_FORWARDED_HOST)) {
-        match headers.get(HOST).cloned() {
-            Some(host) => {
-                headers.insert(X_FORWARDED_HOST.clone(), host);
-            }
-            None => {
-                headers.remove(&X_FORWARDED_HOST);
-            }
-        }
-    }
-    match joined(headers, &X_KAMAL_TARGET).filter(|_| trust) {
-        Some(existing) => set(
-            headers,
-            &X_KAMAL_TARGET,
-            &format!("{existing}, {}", forwarded.target),
-        ),
-        None => set(headers, &X_KAMAL_TARGET, forwarded.target),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,58 +166,5 @@ mod tests {
         remove_hop_by_hop(&mut map, true);
         assert_eq!(map.get(UPGRADE).unwrap(), "websocket");
         assert_eq!(map.get(CONNECTION).unwrap(), "upgrade");
-    }
-
-    #[test]
-    fn appends_to_trusted_forwarded_headers() {
-        let mut map = headers(&[
-            ("x-forwarded-for", "1.1.1.1"),
-            ("x-forwarded-proto", "https"),
-            ("host", "a.com"),
-            ("forwarded", "for=x"),
-        ]);
-        let peer = "127.0.0.1".parse().unwrap();
-        set_forwarded_headers(
-            &mut map,
-            &ForwardedFor {
-                peer,
-                scheme: "http",
-                target: "t:80",
-                trust_client: true,
-            },
-        );
-        assert_eq!(map.get("x-forwarded-for").unwrap(), "1.1.1.1, 127.0.0.1");
-        assert_eq!(map.get("x-forwarded-proto").unwrap(), "https");
-        assert_eq!(map.get("x-forwarded-host").unwrap(), "a.com");
-        assert_eq!(map.get("x-kamal-target").unwrap(), "t:80");
-        assert!(!map.contains_key("forwarded"));
-    }
-
-    #[test]
-    fn replaces_untrusted_forwarded_headers() {
-        let mut map = headers(&[
-            ("x-forwarded-for", "1.1.1.1"),
-            ("x-forwarded-proto", "https"),
-            ("host", "a.com"),
-        ]);
-        let peer = "127.0.0.1".parse().unwrap();
-        set_forwarded_headers(
-            &mut map,
-            &ForwardedFor {
-                peer,
-                scheme: "http",
-                target: "t:80",
-                trust_client: false,
-            },
-        );
-        assert_eq!(map.get("x-forwarded-for").unwrap(), "127.0.0.1");
-        assert_eq!(map.get("x-forwarded-proto").unwrap(), "http");
-    }
-
-    #[test]
-    fn keeps_a_request_id_the_client_sent() {
-        let mut map = headers(&[("x-request-id", "abc")]);
-        assert_eq!(ensure_request_id_and_start(&mut map, 5), "abc");
-        assert_eq!(map.get("x-request-start").unwrap(), "t=5");
     }
 }

@@ -30,7 +30,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::error_page;
 use super::forward::ForwardError;
-use super::headers::{self, ForwardedFor};
+use super::forwarded_headers::ForwardedHeaders;
 use crate::error_chain::error_chain;
 use crate::service::load_balancer::RequestKind;
 use crate::service::pause_controller::PauseWaitAction;
@@ -107,15 +107,13 @@ pub async fn get(service: &Service, host: &str, path: PathAndQuery) -> Response<
         return proxy_answer(StatusCode::SERVICE_UNAVAILABLE, None, service);
     };
     let target = Arc::clone(claim.target());
-    headers::set_forwarded_headers(
-        request.headers_mut(),
-        &ForwardedFor {
-            peer: PROXY_ADDRESS,
-            scheme: "http",
-            target: target.address().as_str(),
-            trust_client: service.target_options.forward_headers,
-        },
-    );
+    ForwardedHeaders {
+        peer: PROXY_ADDRESS,
+        scheme: "http",
+        target: target.address().as_str(),
+        trust_client: service.target_options.forward_headers,
+    }
+    .apply_to(request.headers_mut());
     // Absolute form: this client picks its connection by the URI.
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(http::uri::Scheme::HTTP);

@@ -12,6 +12,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use super::ip_text::IpText;
+use super::request_stamp::{RequestId, RequestStamp};
 use crate::logging::{
     key, JournalRecord, JsonLine, Key, LogFields, RequestOutput, TextLine, PRIORITY_INFO,
 };
@@ -55,7 +56,7 @@ pub struct Entry {
     uri: Uri,
     version: Version,
     host: Option<HeaderValue>,
-    request_id: HeaderValue,
+    request_id: RequestId,
     req_content_length: Option<HeaderValue>,
     req_content_type: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
@@ -122,7 +123,7 @@ impl RequestLog {
         request: &Request<B>,
         peer: Peer,
         start: Instant,
-        request_id: HeaderValue,
+        request_id: RequestId,
         metrics: RequestMetrics,
     ) -> Self {
         let headers = request.headers();
@@ -161,10 +162,20 @@ impl Entry {
         self.forwarded_for = Some(client_ip);
     }
 
-    pub fn record_request_headers(&mut self, headers: &HeaderMap, names: &[HeaderName]) {
+    /// The request headers chosen by `--log-request-header`, as the target gets them: those
+    /// the proxy adds when the client sent none (`stamp`) included.
+    pub fn record_request_headers(
+        &mut self,
+        headers: &HeaderMap,
+        stamp: &RequestStamp,
+        names: &[HeaderName],
+    ) {
         for name in names {
-            self.extra
-                .push((field_key("req_", name), joined(headers, name)));
+            let value = match stamp.added(name) {
+                Some(added) => String::from_utf8_lossy(added).into_owned(),
+                None => joined(headers, name),
+            };
+            self.extra.push((field_key("req_", name), value));
         }
     }
 
@@ -242,7 +253,7 @@ impl Entry {
         line.str(key!("host"), self.host_without_port());
         line.u64(key!("port"), u64::from(self.listener.port));
         line.str(key!("path"), self.uri.path());
-        line.str(key!("request_id"), self.request_id.to_str().unwrap_or(""));
+        line.str(key!("request_id"), self.request_id.as_str());
         line.u64(key!("status"), u64::from(self.status.as_u16()));
         line.str(key!("service"), self.service.as_deref().unwrap_or(""));
         line.str(key!("target"), self.target.as_deref().unwrap_or(""));
@@ -333,7 +344,7 @@ mod tests {
             &request,
             peer,
             Instant::now(),
-            HeaderValue::from_static("req-1"),
+            RequestId::Sent(HeaderValue::from_static("req-1")),
             crate::metrics::RequestMetrics::excluded(),
         );
         log.service = Some("web".to_string());
@@ -379,6 +390,37 @@ mod tests {
         }
     }
 
+    #[test]
+    fn logs_the_request_id_and_start_the_proxy_adds_as_request_headers() {
+        let names = [
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-request-start"),
+        ];
+        let mut headers = HeaderMap::new();
+        let stamp = RequestStamp::new(&headers, 1234);
+        let mut log = sample_log();
+        log.record_request_headers(&headers, &stamp, &names);
+        let generated = (
+            ",\"req_x_request_id\":\"".to_string(),
+            stamp.id().as_str().to_string(),
+        );
+        let start = (
+            ",\"req_x_request_start\":\"".to_string(),
+            "t=1234".to_string(),
+        );
+        assert_eq!(log.extra, [generated, start.clone()]);
+
+        headers.insert(&names[0], HeaderValue::from_static("client-id"));
+        let stamp = RequestStamp::new(&headers, 1234);
+        let mut log = sample_log();
+        log.record_request_headers(&headers, &stamp, &names);
+        let sent = (
+            ",\"req_x_request_id\":\"".to_string(),
+            "client-id".to_string(),
+        );
+        assert_eq!(log.extra, [sent, start]);
+    }
+
     /// The line as the Go proxy writes it, byte for byte but for the time.
     #[test]
     fn writes_json_in_the_go_order_and_escaping() {
@@ -394,7 +436,12 @@ mod tests {
         log.0.uri = request.uri().clone();
         log.0.user_agent = request.headers().get(USER_AGENT).cloned();
         log.0.req_content_length = request.headers().get(CONTENT_LENGTH).cloned();
-        log.record_request_headers(request.headers(), &[HeaderName::from_static("x-trace")]);
+        let stamp = RequestStamp::new(request.headers(), 0);
+        log.record_request_headers(
+            request.headers(),
+            &stamp,
+            &[HeaderName::from_static("x-trace")],
+        );
         let mut response = HeaderMap::new();
         response.insert(
             CONTENT_TYPE,

@@ -23,7 +23,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 
 use super::relay_body::RelayBody;
-use super::request_head::{self, BodyFraming};
+use super::request_head::{self, AddedHeaders, BodyFraming};
 use super::upstream_body::UpstreamBody;
 use super::upstream_connection::{ExchangeError, Exchanged, UpstreamConnection};
 
@@ -122,17 +122,19 @@ impl UpstreamPool {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends `request` (origin-form URI, `Host` set) to `target` and returns the response,
-    /// whose body returns the connection to the pool when read to the end.
+    /// Sends `request` (origin-form URI, `Host` set) with the headers the proxy `added` to
+    /// `target` and returns the response, whose body returns the connection to the pool
+    /// when read to the end.
     pub async fn send(
         &self,
         target: &Authority,
         request: Request<RelayBody>,
+        added: &AddedHeaders<'_>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (parts, body) = request.into_parts();
         let framing = BodyFraming::of(body.is_end_stream(), &body.size_hint());
         let mut head = Vec::new();
-        request_head::encode(&parts, framing, &mut head);
+        request_head::encode(&parts, framing, added, &mut head);
         let mut body = (framing != BodyFraming::None).then_some((body, framing));
         if let Some(mut connection) = self.take_idle(target) {
             match connection.exchange(&head, body.take(), &parts.method).await {

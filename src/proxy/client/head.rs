@@ -16,7 +16,6 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 
 use crate::proxy::header_block::{self, BlockError, Spans, MAX_HEAD_LEN};
-use crate::proxy::handler::ADDED_HEADERS;
 use crate::proxy::headers;
 use crate::proxy::message_body::Framing;
 
@@ -103,8 +102,7 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
     };
     let head = buf.split_to(head_len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path)).map_err(|_| HeadError::InvalidUri)?;
-    // Room for what the handler adds too, so the map never has to grow.
-    let mut headers = HeaderMap::with_capacity(spans.len() + ADDED_HEADERS);
+    let mut headers = HeaderMap::with_capacity(spans.len());
     for field in spans.fields(&head) {
         let (name, value) = field.map_err(|invalid| HeadError::InvalidHeader(invalid.0))?;
         headers.append(name, value);

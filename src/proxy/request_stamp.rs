@@ -1,0 +1,140 @@
+//! `RequestStamp`: the `X-Request-Id` and `X-Request-Start` a request carries to its target,
+//! decided when it arrives.
+//!
+//! A client's own values are kept and go through with its other headers; the proxy's are
+//! held here, on the stack, and written straight into the head encoded for the target
+//! (`request_head`), never into the request's `HeaderMap`: a `HeaderValue` per request is
+//! an allocation, and an insert a hash, on the hot path. So whatever reads the request's
+//! headers to show them as the target gets them (`--log-request-header`) asks the stamp
+//! too (`added`).
+
+use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
+
+use super::request_head::HeaderLines;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
+
+/// Room for `t=` and the digits of any `u128`.
+const START_CAPACITY: usize = 2 + 39;
+
+/// The request's id, as logged and as the target sees it.
+#[derive(Clone)]
+pub enum RequestId {
+    /// The client's `X-Request-Id`, which goes to the target as it came.
+    Sent(HeaderValue),
+    /// A random (v4) UUID in hyphenated form, which the proxy adds.
+    Generated([u8; uuid::fmt::Hyphenated::LENGTH]),
+}
+
+impl RequestId {
+    /// The id as logged: empty when the client's is not visible ASCII.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RequestId::Sent(value) => value.to_str().unwrap_or(""),
+            // A hyphenated UUID is ASCII.
+            RequestId::Generated(text) => std::str::from_utf8(text).unwrap_or(""),
+        }
+    }
+}
+
+pub struct RequestStamp {
+    id: RequestId,
+    /// `t=<unix ms>` when the client sent no `X-Request-Start`.
+    start: Option<([u8; START_CAPACITY], usize)>,
+}
+
+impl RequestStamp {
+    /// Keeps the client's id and start, or makes the ones it did not send.
+    pub fn new(headers: &HeaderMap, now_unix_ms: u128) -> Self {
+        let id = match headers.get(&X_REQUEST_ID) {
+            Some(sent) => RequestId::Sent(sent.clone()),
+            None => {
+                let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+                uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+                RequestId::Generated(text)
+            }
+        };
+        let start = (!headers.contains_key(&X_REQUEST_START)).then(|| {
+            let mut start = [0; START_CAPACITY];
+            start[..2].copy_from_slice(b"t=");
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(now_unix_ms).as_bytes();
+            start[2..2 + digits.len()].copy_from_slice(digits);
+            (start, 2 + digits.len())
+        });
+        RequestStamp { id, start }
+    }
+
+    pub fn id(&self) -> &RequestId {
+        &self.id
+    }
+
+    /// The headers the proxy adds, with their values.
+    fn lines(&self) -> impl Iterator<Item = (&HeaderName, &[u8])> {
+        let start = self
+            .start
+            .as_ref()
+            .map(|(text, len)| (&X_REQUEST_START, &text[..*len]));
+        let id = match &self.id {
+            RequestId::Sent(_) => None,
+            RequestId::Generated(text) => Some((&X_REQUEST_ID, &text[..])),
+        };
+        start.into_iter().chain(id)
+    }
+
+    /// The value the proxy adds as `name`, if it adds that header.
+    pub fn added(&self, name: &HeaderName) -> Option<&[u8]> {
+        self.lines()
+            .find(|(added, _)| *added == name)
+            .map(|(_, value)| value)
+    }
+
+    /// Writes the headers the proxy adds.
+    pub fn write(&self, lines: &mut impl HeaderLines) {
+        for (name, value) in self.lines() {
+            lines.line(name, [value]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(stamp: &RequestStamp) -> String {
+        let mut out = Vec::new();
+        stamp.write(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn adds_a_start_and_a_uuid_when_the_client_sent_neither() {
+        let stamp = RequestStamp::new(&HeaderMap::new(), 1_700_000_000_123);
+        let id = stamp.id().as_str();
+        let parsed = uuid::Uuid::parse_str(id).unwrap();
+        assert_eq!((parsed.get_version_num(), id.len()), (4, 36));
+        assert_eq!(
+            written(&stamp),
+            format!("x-request-start: t=1700000000123\r\nx-request-id: {id}\r\n")
+        );
+        assert_eq!(stamp.added(&X_REQUEST_ID), Some(id.as_bytes()));
+        assert_eq!(stamp.added(&X_REQUEST_START), Some(&b"t=1700000000123"[..]));
+    }
+
+    #[test]
+    fn keeps_a_request_id_and_start_the_client_sent() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("abc"));
+        let stamp = RequestStamp::new(&headers, 5);
+        assert_eq!(stamp.id().as_str(), "abc");
+        assert_eq!(written(&stamp), "x-request-start: t=5\r\n");
+        assert_eq!(stamp.added(&X_REQUEST_ID), None);
+
+        headers.insert(&X_REQUEST_START, HeaderValue::from_static("t=1"));
+        let stamp = RequestStamp::new(&headers, 5);
+        assert_eq!(written(&stamp), "");
+        assert_eq!(stamp.added(&X_REQUEST_START), None);
+    }
+}
