@@ -45,7 +45,8 @@ pub fn head_length(
     }
 }
 
-/// Where each field's name and value lie in the head.
+/// Where each field's name and value lie in the head. It is large (1.6 KiB), so it is
+/// filled where it lies rather than returned.
 pub struct Spans {
     spans: [(u32, u32, u32, u32); MAX_HEADERS],
     count: usize,
@@ -56,12 +57,18 @@ pub struct Spans {
 pub struct InvalidField(pub String);
 
 impl Spans {
+    pub fn new() -> Self {
+        Spans {
+            spans: [(0, 0, 0, 0); MAX_HEADERS],
+            count: 0,
+        }
+    }
+
     /// Notes where `fields`, parsed from `buf`, lie in it.
-    pub fn of(buf: &[u8], fields: &[httparse::Header<'_>]) -> Self {
-        let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
+    pub fn record(&mut self, buf: &[u8], fields: &[httparse::Header<'_>]) {
         let base = buf.as_ptr() as usize;
         let offset = |slice: &[u8]| (slice.as_ptr() as usize - base) as u32;
-        for (span, field) in spans.iter_mut().zip(fields) {
+        for (span, field) in self.spans.iter_mut().zip(fields) {
             let name = offset(field.name.as_bytes());
             let value = offset(field.value);
             *span = (
@@ -71,10 +78,7 @@ impl Spans {
                 value + field.value.len() as u32,
             );
         }
-        Spans {
-            spans,
-            count: fields.len(),
-        }
+        self.count = fields.len();
     }
 
     pub fn len(&self) -> usize {

@@ -53,7 +53,8 @@ impl From<BlockError> for HeadError {
 /// complete yet. Interim (1xx) responses other than 101 are returned like any other: the
 /// caller skips them.
 pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, HeadError> {
-    let (head_len, minor_version, code, spans) = {
+    let mut spans = Spans::new();
+    let (head_len, minor_version, code) = {
         let mut fields = header_block::uninit();
         let mut parsed = httparse::Response::new(&mut []);
         let status = httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -64,12 +65,12 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
         let Some(head_len) = header_block::head_length(status, buf.len())? else {
             return Ok(None);
         };
+        spans.record(buf, parsed.headers);
         // A complete parse always sets the version and the code.
         (
             head_len,
             parsed.version.unwrap_or(1),
             parsed.code.unwrap_or_default(),
-            Spans::of(buf, parsed.headers),
         )
     };
     let status = StatusCode::from_u16(code).map_err(|_| HeadError::InvalidStatus(code))?;

@@ -77,7 +77,8 @@ impl From<BlockError> for HeadError {
 /// Parses the head at the front of `buf`, removing it. `Ok(None)` means it is not complete
 /// yet. Empty lines before the request line are skipped (RFC 9112 §2.2).
 pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
-    let (head_len, minor_version, method, path, spans) = {
+    let mut spans = Spans::new();
+    let (head_len, minor_version, method, path) = {
         let mut fields = header_block::uninit();
         let mut parsed = httparse::Request::new(&mut []);
         let status = httparse::ParserConfig::default().parse_request_with_uninit_headers(
@@ -97,8 +98,8 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
         }
         let base = buf.as_ptr() as usize;
         let path = (path.as_ptr() as usize - base)..(path.as_ptr() as usize - base + path.len());
-        let spans = Spans::of(buf, parsed.headers);
-        (head_len, parsed.version.unwrap_or(1), method, path, spans)
+        spans.record(buf, parsed.headers);
+        (head_len, parsed.version.unwrap_or(1), method, path)
     };
     let head = buf.split_to(head_len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path)).map_err(|_| HeadError::InvalidUri)?;
