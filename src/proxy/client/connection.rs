@@ -85,11 +85,12 @@ pub async fn serve(
             }
         };
         connection.served += 1;
-        let (outcome, upgrade) = connection.answer(head, &handler, peer, &mut out).await;
-        match outcome {
-            Outcome::KeepAlive if connection.rest_of_body_read_off().await => {}
-            Outcome::KeepAlive | Outcome::Close => return linger_if_unread(&io).await,
-            Outcome::Upgrade => break upgrade,
+        let answered = connection.answer(head, &handler, peer, &mut out).await;
+        match (answered.outcome, answered.left) {
+            (Outcome::KeepAlive, BodyLeft::Nothing) => {}
+            (Outcome::KeepAlive, BodyLeft::Small) if connection.read_off_body().await => {}
+            (Outcome::KeepAlive | Outcome::Close, _) => return linger_if_unread(&io).await,
+            (Outcome::Upgrade, _) => break answered.upgrade,
         }
     };
     // The request that asked for the upgrade held the last other reference to `io`.
@@ -105,6 +106,25 @@ struct Connection<'a> {
     accepted: Instant,
     /// Requests read so far.
     served: u64,
+}
+
+/// What became of a request once its response was written.
+struct Answered {
+    outcome: Outcome,
+    /// Where the connection goes if this was an upgrade.
+    upgrade: Option<oneshot::Sender<PlainUpgraded>>,
+    left: BodyLeft,
+}
+
+/// What the handler left of the request's body.
+#[derive(Clone, Copy)]
+enum BodyLeft {
+    Nothing,
+    /// A few bytes, to be read off so the connection can go on.
+    Small,
+    /// Too much to read off, a broken body, or one the client was never asked to send
+    /// (it waits for a `100 Continue`): the connection ends after the response.
+    TooMuch,
 }
 
 enum HeadFailure {
@@ -172,7 +192,7 @@ impl Connection<'_> {
         handler: &Handler,
         peer: Peer,
         out: &mut Vec<u8>,
-    ) -> (Outcome, Option<oneshot::Sender<PlainUpgraded>>) {
+    ) -> Answered {
         let RequestHead {
             mut request,
             framing,
@@ -206,15 +226,27 @@ impl Connection<'_> {
             tokio::select! {
                 biased;
                 response = handled => response,
-                () = self.client_gone() => return (Outcome::Close, None),
+                () = self.client_gone() => {
+                    return Answered {
+                        outcome: Outcome::Close,
+                        upgrade: None,
+                        left: BodyLeft::Nothing,
+                    }
+                }
             }
         } else {
             // The body's reads notice a client that leaves while it is sent.
             handled.await
         };
-        let closing = self.shutdown.is_cancelled();
+        let left = self.body_left();
+        // The response says whether the connection goes on, so that is decided first.
+        let closing = self.shutdown.is_cancelled() || matches!(left, BodyLeft::TooMuch);
         let outcome = response::write(self.io, response, asked, closing, out).await;
-        (outcome, upgrade)
+        Answered {
+            outcome,
+            upgrade,
+            left,
+        }
     }
 
     /// Completes when the client closes its side of the connection. Whatever it sends
@@ -233,23 +265,21 @@ impl Connection<'_> {
         }
     }
 
-    /// After a response: whether the request's body is all read, reading off a small rest
-    /// the handler left. A client still waiting for `100 Continue` was never asked for its
-    /// body and may not send it, so that connection cannot go on.
-    async fn rest_of_body_read_off(&self) -> bool {
-        let remaining = {
-            let read = self.io.lock();
-            let waiting = read.interim.is_some_and(|rest| !rest.is_empty());
-            match read.body {
-                _ if read.broken => return false,
-                BodyState::Done => return true,
-                BodyState::Length(remaining) if !waiting => remaining,
-                _ => return false,
-            }
-        };
-        if remaining > DRAIN_LIMIT {
-            return false;
+    /// What the handler left of the request's body; it is done with it by now (the body
+    /// goes with the exchange, which is over when the response comes back).
+    fn body_left(&self) -> BodyLeft {
+        let read = self.io.lock();
+        let waiting = read.interim.is_some_and(|rest| !rest.is_empty());
+        match read.body {
+            _ if read.broken => BodyLeft::TooMuch,
+            BodyState::Done => BodyLeft::Nothing,
+            BodyState::Length(remaining) if !waiting && remaining <= DRAIN_LIMIT => BodyLeft::Small,
+            _ => BodyLeft::TooMuch,
         }
+    }
+
+    /// Reads off the small rest of a body; says whether it came in time.
+    async fn read_off_body(&self) -> bool {
         let mut body = ClientBody::new(Arc::clone(self.io));
         let drained = async {
             while let Some(frame) = body.frame().await {
