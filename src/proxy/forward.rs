@@ -8,8 +8,11 @@
 //! upgraded connections are spliced in a task that holds the target's in-flight guard and
 //! closes the moment a drain starts.
 
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use crate::error_chain::error_chain;
 use http::uri::{Authority, PathAndQuery};
@@ -133,11 +136,18 @@ pub async fn send(
     let target = guard.target().authority();
     // The exchange first: the drain's wait (which takes locks) is set up only once the
     // exchange has to wait for the target.
-    tokio::select! {
-        biased;
-        result = exchange(pool, target, request, options, spill_dir, added) => result,
-        () = guard.tokens().requests.cancelled() => Err(ForwardError::Drained),
-    }
+    // Both are polled where they are pinned: the exchange's future is large, and
+    // `select!` would copy it in.
+    let mut exchanged = pin!(exchange(pool, target, request, options, spill_dir, added));
+    let mut drained = pin!(guard.tokens().requests.cancelled());
+    poll_fn(|cx| match exchanged.as_mut().poll(cx) {
+        Poll::Ready(result) => Poll::Ready(result),
+        Poll::Pending => drained
+            .as_mut()
+            .poll(cx)
+            .map(|()| Err(ForwardError::Drained)),
+    })
+    .await
 }
 
 async fn exchange(

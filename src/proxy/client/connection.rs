@@ -20,9 +20,11 @@
 //!   `FIRST_REQUEST_GRACE` for its first request; a request in flight is answered with
 //!   `Connection: close`.
 
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -219,21 +221,25 @@ impl Connection<'_> {
             keep_alive,
         };
         let request = request.map(|()| RequestBody::Plain(body));
-        let handled = handler.handle(request, peer);
+        // The handler's future is several KiB: it is pinned where it is made and polled
+        // there, never moved (`select!` would copy it in).
+        let mut handled = pin!(handler.handle(request, peer));
         let response = if framing == Framing::Empty {
             // A client that leaves takes its request with it: the handler is dropped, the
             // target's exchange abandoned, and the request logged as 499.
-            tokio::select! {
-                biased;
-                response = handled => response,
-                () = self.client_gone() => {
-                    return Answered {
-                        outcome: Outcome::Close,
-                        upgrade: None,
-                        left: BodyLeft::Nothing,
-                    }
-                }
-            }
+            let mut gone = pin!(self.client_gone());
+            let raced = poll_fn(|cx| match handled.as_mut().poll(cx) {
+                Poll::Ready(response) => Poll::Ready(Some(response)),
+                Poll::Pending => gone.as_mut().poll(cx).map(|()| None),
+            });
+            let Some(response) = raced.await else {
+                return Answered {
+                    outcome: Outcome::Close,
+                    upgrade: None,
+                    left: BodyLeft::Nothing,
+                };
+            };
+            response
         } else {
             // The body's reads notice a client that leaves while it is sent.
             handled.await
