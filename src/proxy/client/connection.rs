@@ -7,8 +7,8 @@
 //! Its ends:
 //! - A refused head is answered with its status, and the connection closes.
 //! - A head has `HEADER_READ_TIMEOUT` to arrive in full: from the accept for the first
-//!   request, from its first byte for later ones (an idle keep-alive connection may wait,
-//!   as Go's server lets it).
+//!   request, from (about) the end of the previous one for later ones, so an idle
+//!   keep-alive connection is closed after 30 s, as hyper's server closed it.
 //! - A client that closes while its bodiless request is handled cancels it (logged as 499,
 //!   as hyper and Go's server do).
 //! - A request body the handler left unread is read off and dropped if it is small, so the
@@ -22,7 +22,7 @@
 
 use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -31,7 +31,7 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::body::{ClientBody, CONTINUE};
@@ -47,8 +47,11 @@ use crate::proxy::request_body::RequestBody;
 use crate::proxy::request_log::Peer;
 use crate::proxy::server::FIRST_REQUEST_GRACE;
 
-/// How long a request head may take to arrive (hyper's default, which this replaces).
+/// How long a request head may take to arrive, counting the idle time before it (hyper's
+/// default, which this replaces).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How far behind the head timer may fall before it is moved.
+const TIMER_SLACK: Duration = Duration::from_secs(5);
 /// An unread request body up to this size is read off to keep the connection.
 const DRAIN_LIMIT: u64 = 64 * 1024;
 /// How long reading it off, or the input before a close, may take.
@@ -72,8 +75,11 @@ pub async fn serve(
         served: 0,
     };
     let mut out = Vec::with_capacity(1024);
+    let mut timer = pin!(tokio::time::sleep_until(
+        connection.accepted + HEADER_READ_TIMEOUT
+    ));
     let upgrade = loop {
-        let head = match connection.read_head().await {
+        let head = match connection.read_head(timer.as_mut()).await {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(HeadFailure::Refused(error)) => {
@@ -129,6 +135,13 @@ enum BodyLeft {
     TooMuch,
 }
 
+/// What ended a wait for more of a head.
+enum Woke {
+    Read(io::Result<usize>),
+    Shutdown,
+    TimedOut,
+}
+
 enum HeadFailure {
     Refused(HeadError),
     Io(io::Error),
@@ -142,10 +155,23 @@ impl From<HeadError> for HeadFailure {
 
 impl Connection<'_> {
     /// The next request head; `None` when the connection should end quietly (closed by
-    /// the client, timed out, or shut down while idle).
-    async fn read_head(&self) -> Result<Option<RequestHead>, HeadFailure> {
-        let mut deadline = (self.served == 0).then(|| self.accepted + HEADER_READ_TIMEOUT);
+    /// the client, timed out, or shut down while idle). `timer` bounds the wait: it runs
+    /// from the accept for the first head, and from about when this one began to be
+    /// awaited for the others.
+    async fn read_head(
+        &self,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Result<Option<RequestHead>, HeadFailure> {
+        if self.served > 0 {
+            // Moved only when it has fallen behind by `TIMER_SLACK`: re-arming a timer for
+            // every request would cost more than the rest of this wait.
+            let due = Instant::now() + HEADER_READ_TIMEOUT;
+            if timer.deadline() + TIMER_SLACK < due {
+                timer.as_mut().reset(due);
+            }
+        }
         let mut shutdown = pin!(self.shutdown.cancelled());
+        let mut grace_given = false;
         loop {
             let idle = {
                 let mut read = self.io.lock();
@@ -153,35 +179,33 @@ impl Connection<'_> {
                     if let Some(head) = head::parse(&mut read.buf)? {
                         return Ok(Some(head));
                     }
-                    deadline.get_or_insert_with(|| Instant::now() + HEADER_READ_TIMEOUT);
                 }
                 read.buf.is_empty()
             };
-            let filled = self.io.fill(READ_RESERVE);
-            let filled = match deadline {
-                None => tokio::select! {
-                    biased;
-                    filled = filled => filled,
-                    () = shutdown.as_mut(), if idle => return Ok(None),
-                },
-                Some(at) => tokio::select! {
-                    biased;
-                    filled = filled => filled,
-                    () = shutdown.as_mut(), if idle && !self.shutdown.is_cancelled() => {
-                        if self.served > 0 {
-                            return Ok(None);
-                        }
-                        // Connected just before the shutdown: its request may be on its way.
-                        deadline = Some(at.min(Instant::now() + FIRST_REQUEST_GRACE));
-                        continue;
+            let mut filled = pin!(self.io.fill(READ_RESERVE));
+            let woke = poll_fn(|cx| {
+                if let Poll::Ready(filled) = filled.as_mut().poll(cx) {
+                    return Poll::Ready(Woke::Read(filled));
+                }
+                if idle && !grace_given && shutdown.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Shutdown);
+                }
+                timer.as_mut().poll(cx).map(|()| Woke::TimedOut)
+            })
+            .await;
+            match woke {
+                Woke::Read(Ok(0)) | Woke::TimedOut => return Ok(None),
+                Woke::Read(Ok(_)) => {}
+                Woke::Read(Err(error)) => return Err(HeadFailure::Io(error)),
+                Woke::Shutdown if self.served > 0 => return Ok(None),
+                Woke::Shutdown => {
+                    // Connected just before the shutdown: its request may be on its way.
+                    let grace = Instant::now() + FIRST_REQUEST_GRACE;
+                    if grace < timer.deadline() {
+                        timer.as_mut().reset(grace);
                     }
-                    () = tokio::time::sleep_until(at) => return Ok(None),
-                },
-            };
-            match filled {
-                Ok(0) => return Ok(None),
-                Ok(_) => {}
-                Err(error) => return Err(HeadFailure::Io(error)),
+                    grace_given = true;
+                }
             }
         }
     }
