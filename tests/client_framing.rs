@@ -671,6 +671,36 @@ async fn refuses_connect_for_a_served_host() {
     assert_eq!(target.heads_read(), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_on_what_a_client_sends_right_behind_its_upgrade_request() {
+    // A client may send the new protocol's first bytes in the same write as its upgrade
+    // request: they were read along with the head and must reach the target after the 101.
+    let (proxy, _target) = proxy_serving(vec![(
+        "/socket",
+        Reply::raw(
+            "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+        )
+        .then_echo(),
+    )])
+    .await;
+    let mut client = RawClient::connect(proxy.addr()).await;
+    client
+        .send(
+            format!(
+                "GET /socket HTTP/1.1\r\nhost: {HOST}\r\nconnection: upgrade\r\n\
+                 upgrade: websocket\r\n\r\nearly bytes"
+            )
+            .as_bytes(),
+        )
+        .await;
+
+    let switched = client.read_response(false).await;
+    assert_eq!(switched.status, 101, "{}", switched.head_text());
+    assert_eq!(client.read_through(b"early bytes").await, b"early bytes");
+    client.send(b"later").await;
+    assert_eq!(client.read_through(b"later").await, b"later");
+}
+
 // ---------------------------------------------------------------------------------------
 // The response to the client
 // ---------------------------------------------------------------------------------------
