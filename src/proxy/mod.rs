@@ -16,6 +16,7 @@ mod forward;
 mod forwarded_headers;
 mod handler;
 mod header_block;
+mod header_maps;
 mod headers;
 pub mod internal_request;
 mod ip_text;

@@ -14,6 +14,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 
 use super::header_block::{self, BlockError, Spans, MAX_HEAD_LEN};
+use super::header_maps;
 use super::headers;
 use super::message_body::Framing;
 
@@ -79,7 +80,7 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
     // RFC 9110 §7.6.1), except the handshake of a 101, which the client needs.
     let upgraded = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut hop = HopByHop::default();
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut headers = header_maps::take(spans.len());
     for field in spans.fields(&head) {
         let (name, value) = field.map_err(|invalid| HeadError::InvalidHeader(invalid.0))?;
         if hop.take(&name, &value) && !(upgraded && (name == CONNECTION || name == UPGRADE)) {

@@ -22,6 +22,7 @@ use http::uri::Authority;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 
+use super::header_maps;
 use super::relay_body::RelayBody;
 use super::request_head::{self, AddedHeaders, BodyFraming};
 use super::upstream_body::UpstreamBody;
@@ -131,10 +132,11 @@ impl UpstreamPool {
         request: Request<RelayBody>,
         added: &AddedHeaders<'_>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let framing = BodyFraming::of(body.is_end_stream(), &body.size_hint());
         let mut head = Vec::new();
         request_head::encode(&parts, framing, added, &mut head);
+        header_maps::give_back(std::mem::take(&mut parts.headers));
         let mut body = (framing != BodyFraming::None).then_some((body, framing));
         if let Some(mut connection) = self.take_idle(target) {
             match connection.exchange(&head, body.take(), &parts.method).await {

@@ -16,6 +16,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 
 use crate::proxy::header_block::{self, BlockError, Spans, MAX_HEAD_LEN};
+use crate::proxy::header_maps;
 use crate::proxy::headers;
 use crate::proxy::message_body::Framing;
 
@@ -103,7 +104,7 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
     };
     let head = buf.split_to(head_len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path)).map_err(|_| HeadError::InvalidUri)?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut headers = header_maps::take(spans.len());
     for field in spans.fields(&head) {
         let (name, value) = field.map_err(|invalid| HeadError::InvalidHeader(invalid.0))?;
         headers.append(name, value);

@@ -21,6 +21,7 @@ use http_body::{Body, SizeHint};
 use super::date;
 use super::io::ClientIo;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::header_maps;
 use crate::proxy::headers;
 use crate::proxy::request_head::chunk_header;
 
@@ -63,8 +64,9 @@ pub async fn write(
     closing: bool,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    let (parts, mut body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
     let (framing, keep_alive) = encode_head(&parts, body.size_hint(), asked, closing, out);
+    header_maps::give_back(std::mem::take(&mut parts.headers));
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         let written = io.write_all([&out[..]]).await;
         out.clear();
