@@ -4,9 +4,11 @@
 //! space, control characters), so every name Kamal generates (`app-web-staging`) passes.
 
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceName(Box<str>);
+/// Shared, not boxed: every request's log line names its service (`shared`).
+pub struct ServiceName(Arc<str>);
 
 impl ServiceName {
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -23,6 +25,11 @@ impl ServiceName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The name without copying it, for something that outlives the borrow (a log line).
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
     }
 }
 

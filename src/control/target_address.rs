@@ -5,11 +5,13 @@
 //! literals (`[::1]:3000`), and explain what is wrong instead of "invalid host pattern".
 
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetAddress {
-    /// As the user wrote it: what `list` and the state file show.
-    text: Box<str>,
+    /// As the user wrote it: what `list`, the state file and every request's log line show
+    /// (shared, so a log line takes it without a copy).
+    text: Arc<str>,
     /// `host:port` with the port made explicit: the upstream URI authority.
     authority: Box<str>,
     host: Box<str>,
@@ -73,6 +75,11 @@ impl TargetAddress {
 
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The text without copying it, for something that outlives the borrow (a log line).
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.text)
     }
 
     pub fn authority(&self) -> &str {

@@ -1,25 +1,51 @@
 //! RFC 3339 UTC timestamps with microseconds, written straight into a log line.
 //!
 //! Every request line starts with one, so it is built by arithmetic straight into the
-//! line's buffer rather than through `fmt` and a temporary `String`.
+//! line's buffer rather than through `fmt` and a temporary `String`. Its date and time of
+//! day change once a second, not once a line: each thread keeps the last second it spelled
+//! and, within that second, writes only the microseconds.
 
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `YYYY-MM-DDTHH:MM:SS`, the part of a timestamp shared by every line within a second.
+type SecondText = [u8; 19];
+
+thread_local! {
+    /// The second last spelled on this thread, and its spelling (no second is `u64::MAX`).
+    static LAST_SECOND: Cell<(u64, SecondText)> = const { Cell::new((u64::MAX, [0; 19])) };
+}
 
 /// Appends `now` as `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
 pub fn push_rfc3339_micros(out: &mut Vec<u8>, now: SystemTime) {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs();
+    let second = LAST_SECOND.with(|last| match last.get() {
+        (spelled, text) if spelled == seconds => text,
+        _ => {
+            let text = spell_second(seconds);
+            last.set((seconds, text));
+            text
+        }
+    });
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    text[..second.len()].copy_from_slice(&second);
+    put_digits(&mut text[20..26], u64::from(since_epoch.subsec_micros()));
+    out.extend_from_slice(&text);
+}
+
+/// `seconds` since the epoch as `YYYY-MM-DDTHH:MM:SS`.
+fn spell_second(seconds: u64) -> SecondText {
     let (year, month, day) = civil_from_days(seconds / 86_400);
     let second_of_day = seconds % 86_400;
-    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut text = *b"0000-00-00T00:00:00";
     put_digits(&mut text[0..4], u64::from(year));
     put_digits(&mut text[5..7], u64::from(month));
     put_digits(&mut text[8..10], u64::from(day));
     put_digits(&mut text[11..13], second_of_day / 3600);
     put_digits(&mut text[14..16], second_of_day / 60 % 60);
     put_digits(&mut text[17..19], second_of_day % 60);
-    put_digits(&mut text[20..26], u64::from(since_epoch.subsec_micros()));
-    out.extend_from_slice(&text);
+    text
 }
 
 /// Writes `value` as exactly `slot.len()` decimal digits (zero-padded, high digits dropped).
@@ -55,6 +81,20 @@ fn civil_from_days(days: u64) -> (u32, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn spells_each_second_anew_when_lines_alternate_between_seconds() {
+        let mut ours = Vec::new();
+        for seconds in [1_700_000_000, 1_700_000_000, 1_700_000_001, 1_700_000_000] {
+            let at = UNIX_EPOCH + Duration::new(seconds, 5_000);
+            ours.clear();
+            push_rfc3339_micros(&mut ours, at);
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                humantime::format_rfc3339_micros(at).to_string()
+            );
+        }
+    }
 
     #[test]
     fn matches_humantime_across_dates() {

@@ -3,6 +3,7 @@
 //!
 //! - `registry`: `Metrics`, the daemon-owned store (passed as an `Arc`, never global), and
 //!   `RequestMetrics`, one request's share of it.
+//! - `series_hasher`: the cheap hash of a series key, looked up per request.
 //! - `exposition`: the Prometheus text format (0.0.4) of a `Metrics`.
 //! - `server`: the `/metrics` listener.
 //!
@@ -13,6 +14,7 @@
 
 mod exposition;
 mod registry;
+mod series_hasher;
 mod server;
 
 pub use registry::{Metrics, RequestMetrics};

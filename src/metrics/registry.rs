@@ -7,12 +7,14 @@
 //! The locks are std `RwLock`s held for a map lookup only, never across `.await`.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
+
+use super::series_hasher::BuildSeriesHasher;
 
 /// Go's `prometheus.DefBuckets`, in nanoseconds.
 pub(super) const BUCKETS_NANOS: [u64; 11] = [
@@ -123,7 +125,7 @@ pub(super) type SeriesKey = (MethodLabel, u16);
 #[derive(Default)]
 pub(super) struct ServiceSeries {
     pub in_flight: AtomicI64,
-    requests: RwLock<HashMap<SeriesKey, Arc<Histogram>>>,
+    requests: RwLock<HashMap<SeriesKey, Arc<Histogram>, BuildSeriesHasher>>,
 }
 
 impl ServiceSeries {
@@ -148,8 +150,8 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 
 /// The value under `key`, created (allocating `owned()`) only the first time.
-fn get_or_insert<K, Q, V>(
-    map: &RwLock<HashMap<K, Arc<V>>>,
+fn get_or_insert<K, Q, V, S>(
+    map: &RwLock<HashMap<K, Arc<V>, S>>,
     key: &Q,
     owned: impl FnOnce() -> K,
 ) -> Arc<V>
@@ -157,6 +159,7 @@ where
     K: Eq + Hash + std::borrow::Borrow<Q>,
     Q: Eq + Hash + ?Sized,
     V: Default,
+    S: BuildHasher,
 {
     if let Some(value) = read(map).get(key) {
         return Arc::clone(value);

@@ -242,7 +242,7 @@ impl Handler {
         let Some(mut route) = self.route(&host, request.uri()) else {
             return error_response(StatusCode::NOT_FOUND, None, None, log);
         };
-        log.service = Some(route.service.name.to_string());
+        log.service = Some(route.service.name.shared());
         log.metrics = self.routed_metrics(&request, &route);
         log.record_request_headers(
             request.headers(),
@@ -392,7 +392,7 @@ impl Handler {
         let upgrade = headers::is_upgrade(request.headers());
         let service = &route.service;
         let target = Arc::clone(guard.target());
-        log.target = Some(target.address().to_string());
+        log.target = Some(target.address().shared());
         let client_side = upgrade.then(|| ClientUpgrade::take(&mut request));
         headers::remove_hop_by_hop(request.headers_mut(), upgrade);
         let added = AddedHeaders {
