@@ -605,6 +605,21 @@ async fn forwards_the_body_of_a_get_with_a_content_length() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_a_head_request_with_its_status_though_no_body_is_sent() {
+    let (proxy, _target) = proxy_serving(vec![]).await;
+    let mut client = RawClient::connect(proxy.addr()).await;
+
+    client
+        .send(b"HEAD / HTTP/1.1\r\nhost: nowhere.test\r\nx-request-id: head-1\r\n\r\n")
+        .await;
+    let head = client.read_response(true).await;
+    assert_eq!(head.status, 404, "{head:?}");
+    // The error page's body is not sent to a HEAD: that is not a client that left (499).
+    let line = proxy.request_log("head-1").await;
+    assert_eq!(line["status"], 404, "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_head_with_the_content_length_and_no_body() {
     let (proxy, _target) = proxy_serving(vec![(
         "/head",

@@ -53,6 +53,12 @@ impl ProxyBody {
         }
     }
 
+    /// Ends a body that is not sent at all (the response to HEAD, a 204, a 304, a 101): it
+    /// is logged with its status, not as a client that left.
+    pub fn discard(mut self) {
+        self.over = true;
+    }
+
     pub fn upstream(body: ResponseBody, guard: InflightGuard, log: RequestLog) -> Self {
         ProxyBody {
             kind: Kind::Upstream {

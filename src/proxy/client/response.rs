@@ -64,10 +64,11 @@ pub async fn write(
     closing: bool,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    let (mut parts, mut body) = response.into_parts();
+    let (mut parts, body) = response.into_parts();
     let (framing, keep_alive) = encode_head(&parts, body.size_hint(), asked, closing, out);
     header_maps::give_back(std::mem::take(&mut parts.headers));
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        body.discard();
         let written = io.write_all([&out[..]]).await;
         out.clear();
         return if written.is_ok() {
@@ -77,10 +78,11 @@ pub async fn write(
         };
     }
     let complete = match framing {
-        Framing::None => io.write_all([&out[..]]).await.is_ok(),
-        _ => write_body(io, &mut body, framing, out)
-            .await
-            .unwrap_or(false),
+        Framing::None => {
+            body.discard();
+            io.write_all([&out[..]]).await.is_ok()
+        }
+        _ => write_body(io, body, framing, out).await.unwrap_or(false),
     };
     out.clear();
     if complete && keep_alive {
@@ -193,21 +195,23 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes the body after the head already in `out`; says whether it ended as framed.
+/// Writes the body after the head already in `out`; says whether it ended as framed. The
+/// body is over (logged and counted) before its last bytes are written, so whoever has
+/// read the response can already see it in the log and the metrics.
 async fn write_body(
     io: &ClientIo,
-    body: &mut ProxyBody,
+    mut body: ProxyBody,
     framing: Framing,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
     let mut sent = 0u64;
     loop {
-        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
+        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 io.write_all([&out[..]]).await?;
                 out.clear();
-                poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
+                poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
             }
         };
         let mut data = match frame {
@@ -234,6 +238,7 @@ async fn write_body(
         sent += data.len() as u64;
         gather(io, out, data, framing).await?;
     }
+    drop(body);
     match framing {
         Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
         Framing::Length(length) if sent < length => {
