@@ -494,13 +494,8 @@ async fn says_close_and_closes_when_a_large_unread_body_is_still_coming() {
     let mut client = RawClient::connect(proxy.addr()).await;
 
     let start = "x".repeat(1000);
-    client
-        .send(post_unrouted("content-length: 10000000\r\n", &start).as_bytes())
-        .await;
-    let refused = client.read_response(false).await;
-    assert_eq!(refused.status, 404, "{refused:?}");
-    assert_eq!(refused.header("connection").as_deref(), Some("close"));
-    assert_closed(&mut client).await;
+    let request = post_unrouted("content-length: 10000000\r\n", &start);
+    assert_refused_with_close(&mut client, &request).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,13 +505,17 @@ async fn never_asks_for_a_body_it_refuses_and_closes_after_refusing() {
     let (proxy, _target) = proxy_serving(vec![]).await;
     let mut client = RawClient::connect(proxy.addr()).await;
 
-    client
-        .send(post_unrouted("content-length: 5\r\nexpect: 100-continue\r\n", "").as_bytes())
-        .await;
+    let request = post_unrouted("content-length: 5\r\nexpect: 100-continue\r\n", "");
+    assert_refused_with_close(&mut client, &request).await;
+}
+
+/// Sends `request`: the client gets a 404 that says the connection closes, and it does.
+async fn assert_refused_with_close(client: &mut RawClient, request: &str) {
+    client.send(request.as_bytes()).await;
     let refused = client.read_response(false).await;
     assert_eq!(refused.status, 404, "{refused:?}");
     assert_eq!(refused.header("connection").as_deref(), Some("close"));
-    assert_closed(&mut client).await;
+    assert_closed(client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -699,14 +698,9 @@ async fn passes_on_what_a_client_sends_right_behind_its_upgrade_request() {
     )])
     .await;
     let mut client = RawClient::connect(proxy.addr()).await;
+    let upgrade = get("/socket", "connection: upgrade\r\nupgrade: websocket\r\n");
     client
-        .send(
-            format!(
-                "GET /socket HTTP/1.1\r\nhost: {HOST}\r\nconnection: upgrade\r\n\
-                 upgrade: websocket\r\n\r\nearly bytes"
-            )
-            .as_bytes(),
-        )
+        .send(format!("{upgrade}early bytes").as_bytes())
         .await;
 
     let switched = client.read_response(false).await;
