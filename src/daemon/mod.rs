@@ -38,16 +38,20 @@ use crate::state::StateFile;
 use crate::tls::acme::{AcmeConfig, AcmeManager};
 use crate::tls::HttpsAcceptor;
 
-async fn shutdown_signal() -> Result<(), String> {
+/// Watches SIGTERM and SIGINT from the moment it is called; the future completes at the
+/// first. It must be called before readiness is announced: until a signal is watched, its
+/// default action kills the process, and a supervisor may send it as soon as we are ready.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
     let mut interrupt =
         signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }
 
 fn into_tokio(listeners: Vec<std::net::TcpListener>) -> Result<Vec<TcpListener>, String> {
@@ -194,12 +198,19 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             return Err(error);
         }
     };
+    let signal = shutdown_signal();
     let systemd_sockets = source == ListenerSource::Systemd;
     tracing::info!(http = http_port, https = https_port, metrics = metrics_port, socket = %control.socket_path().display(), systemd_sockets, "Server started");
     notify::ready(&router);
     let supervisor = tokio::spawn(notify::supervise(Arc::clone(&router), root.child_token()));
 
-    let signal = shutdown_signal().await;
+    let signal = match signal {
+        Ok(signalled) => {
+            signalled.await;
+            Ok(())
+        }
+        Err(error) => Err(error),
+    };
     notify::stopping();
     tracing::info!("Server stopping");
     root.cancel();
