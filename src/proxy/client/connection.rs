@@ -71,13 +71,10 @@ pub async fn serve(
     let mut connection = Connection {
         io: &io,
         shutdown: &shutdown,
-        accepted: Instant::now(),
         served: 0,
     };
     let mut out = Vec::with_capacity(1024);
-    let mut timer = pin!(tokio::time::sleep_until(
-        connection.accepted + HEADER_READ_TIMEOUT
-    ));
+    let mut timer = pin!(tokio::time::sleep(HEADER_READ_TIMEOUT));
     let upgrade = loop {
         let head = match connection.read_head(timer.as_mut()).await {
             Ok(Some(head)) => head,
@@ -111,7 +108,6 @@ pub async fn serve(
 struct Connection<'a> {
     io: &'a Arc<ClientIo>,
     shutdown: &'a CancellationToken,
-    accepted: Instant,
     /// Requests read so far.
     served: u64,
 }

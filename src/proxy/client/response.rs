@@ -23,6 +23,7 @@ use super::io::ClientIo;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::header_maps;
 use crate::proxy::headers;
+use crate::proxy::message_body::Framing;
 use crate::proxy::request_head::chunk_header;
 
 /// Body bytes gathered behind the head before they are written.
@@ -45,14 +46,6 @@ pub enum Outcome {
     Close,
     /// A 101 was sent: the connection belongs to the upgraded protocol now.
     Upgrade,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    None,
-    Length(u64),
-    Chunked,
-    UntilClose,
 }
 
 /// Writes `response` in answer to a request that `asked`; `closing` says the server shuts
@@ -78,7 +71,7 @@ pub async fn write(
         };
     }
     let complete = match framing {
-        Framing::None => {
+        Framing::Empty => {
             body.discard();
             io.write_all([&out[..]]).await.is_ok()
         }
@@ -153,7 +146,7 @@ fn encode_head(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let mut framing = match length {
-        _ if bodiless => Framing::None,
+        _ if bodiless => Framing::Empty,
         Some(length) => Framing::Length(length),
         None => match size.exact() {
             Some(exact) => {
@@ -174,7 +167,7 @@ fn encode_head(
         },
     };
     if asked.head {
-        framing = Framing::None;
+        framing = Framing::Empty;
     }
     let keep_alive = asked.keep_alive && !closing && !close && framing != Framing::UntilClose;
     if !close && status != StatusCode::SWITCHING_PROTOCOLS {
