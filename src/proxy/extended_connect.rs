@@ -19,11 +19,12 @@ use base64::Engine;
 use http::header::{
     HeaderValue, CONNECTION, CONTENT_LENGTH, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE,
 };
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, StatusCode};
 use hyper::ext::Protocol;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::forward::ForwardError;
+use super::proxy_response::ProxyResponse;
 
 /// RFC 6455 §1.3: appended to the key before hashing it into `Sec-WebSocket-Accept`.
 const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -109,7 +110,7 @@ impl Handshake {
     /// `200` without the HTTP/1.1-only handshake headers (`Sec-WebSocket-Protocol` and
     /// `-Extensions` stay); a 2xx that did not switch, or a `101` with the wrong accept
     /// value, is the target breaking the handshake (502); anything else passes unchanged.
-    pub fn answer<B>(&self, response: &mut Response<B>) -> Result<(), ForwardError> {
+    pub fn answer<B>(&self, response: &mut ProxyResponse<B>) -> Result<(), ForwardError> {
         let status = response.status();
         if status == StatusCode::SWITCHING_PROTOCOLS {
             let headers = response.headers_mut();
@@ -122,7 +123,7 @@ impl Handshake {
             for name in [UPGRADE, CONNECTION, SEC_WEBSOCKET_ACCEPT, CONTENT_LENGTH] {
                 headers.remove(name);
             }
-            *response.status_mut() = StatusCode::OK;
+            response.set_status(StatusCode::OK);
             return Ok(());
         }
         if status.is_success() {
@@ -137,7 +138,9 @@ impl Handshake {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::target_fields;
     use http::header::{SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION};
+    use http::Response;
 
     fn extended_connect(protocol: &'static str) -> Request<()> {
         let mut request = Request::connect("https://a.example.com/ws?room=1")
@@ -151,15 +154,15 @@ mod tests {
         request
     }
 
-    fn switching(accept: &HeaderValue) -> Response<()> {
-        Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header(CONNECTION, "upgrade")
-            .header(UPGRADE, "websocket")
-            .header(SEC_WEBSOCKET_ACCEPT, accept)
-            .header(SEC_WEBSOCKET_PROTOCOL, "chat")
-            .body(())
-            .unwrap()
+    /// A target's 101, its fields as the codec passes them on.
+    fn switching(accept: &HeaderValue) -> ProxyResponse<()> {
+        let fields = target_fields::fields(&[
+            ("Connection", b"upgrade"),
+            ("Upgrade", b"websocket"),
+            ("Sec-WebSocket-Accept", accept.as_bytes()),
+            ("Sec-WebSocket-Protocol", b"chat"),
+        ]);
+        ProxyResponse::from_target(StatusCode::SWITCHING_PROTOCOLS, fields, ())
     }
 
     #[test]
@@ -215,6 +218,7 @@ mod tests {
         let handshake = translate(&mut request).unwrap().unwrap();
         let mut response = switching(&accept_for(request.headers()[SEC_WEBSOCKET_KEY].as_bytes()));
         handshake.answer(&mut response).unwrap();
+        let response = response.into_http();
         assert_eq!(response.status(), StatusCode::OK);
         let headers = response.headers();
         assert_eq!(headers.len(), 1, "{headers:?}");
@@ -230,7 +234,7 @@ mod tests {
         let error = handshake.answer(&mut wrong).unwrap_err();
         assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
 
-        let mut ignored = Response::new(());
+        let mut ignored = ProxyResponse::from(Response::new(()));
         let error = handshake.answer(&mut ignored).unwrap_err();
         assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
     }
@@ -240,12 +244,15 @@ mod tests {
         let handshake = translate(&mut extended_connect("websocket"))
             .unwrap()
             .unwrap();
-        let mut refused = Response::builder()
-            .status(StatusCode::UPGRADE_REQUIRED)
-            .header(SEC_WEBSOCKET_VERSION, "13")
-            .body(())
-            .unwrap();
+        let mut refused = ProxyResponse::from(
+            Response::builder()
+                .status(StatusCode::UPGRADE_REQUIRED)
+                .header(SEC_WEBSOCKET_VERSION, "13")
+                .body(())
+                .unwrap(),
+        );
         handshake.answer(&mut refused).unwrap();
+        let refused = refused.into_http();
         assert_eq!(refused.status(), StatusCode::UPGRADE_REQUIRED);
         assert_eq!(refused.headers()[SEC_WEBSOCKET_VERSION], "13");
     }

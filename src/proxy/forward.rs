@@ -16,13 +16,14 @@ use std::task::Poll;
 
 use crate::error_chain::error_chain;
 use http::uri::{Authority, PathAndQuery};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::client_upgrade::ClientUpgrade;
+use super::proxy_response::ProxyResponse;
 use super::relay_body::{RelayBody, RelayError, ResponseBody};
 use super::request_body::{RequestBody, RequestBodyError};
 use super::request_head::AddedHeaders;
@@ -132,7 +133,7 @@ pub async fn send(
     spill_dir: &Arc<SpillDir>,
     guard: &InflightGuard,
     added: &AddedHeaders<'_>,
-) -> Result<Response<ResponseBody>, ForwardError> {
+) -> Result<ProxyResponse<ResponseBody>, ForwardError> {
     let target = guard.target().authority();
     // The exchange first: the drain's wait (which takes locks) is set up only once the
     // exchange has to wait for the target.
@@ -157,7 +158,7 @@ async fn exchange(
     options: &TargetOptions,
     spill_dir: &Arc<SpillDir>,
     added: &AddedHeaders<'_>,
-) -> Result<Response<ResponseBody>, ForwardError> {
+) -> Result<ProxyResponse<ResponseBody>, ForwardError> {
     let request = if options.buffer_requests {
         Box::pin(request_buffer::buffer(request, options, spill_dir)).await?
     } else {

@@ -29,6 +29,7 @@ use super::extended_connect::{self, Handshake};
 use super::forward::{self, ForwardError};
 use super::forwarded_headers::ForwardedHeaders;
 use super::headers;
+use super::proxy_response::ProxyResponse;
 use super::redirect::{self, RedirectRule};
 use super::request_body::RequestBody;
 use super::request_head::AddedHeaders;
@@ -129,13 +130,13 @@ fn host_header_from_authority<B>(request: &mut Request<B>) {
 }
 
 /// The key authorization an ACME CA asked for (HTTP-01).
-fn challenge_response(answer: String, mut log: RequestLog) -> Response<ProxyBody> {
+fn challenge_response(answer: String, mut log: RequestLog) -> ProxyResponse<ProxyBody> {
     let mut headers = http::HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     log.record_response(StatusCode::OK, &headers, &[]);
     let mut response = Response::new(ProxyBody::full(Bytes::from(answer), log));
     *response.headers_mut() = headers;
-    response
+    response.into()
 }
 
 /// The proxy's own error response: the service's custom page when it has one for the
@@ -145,7 +146,7 @@ fn error_response(
     message: Option<&str>,
     service: Option<&Service>,
     mut log: RequestLog,
-) -> Response<ProxyBody> {
+) -> ProxyResponse<ProxyBody> {
     let page = error_page::for_service(status, message, service);
     let mut headers = http::HeaderMap::new();
     headers.insert(
@@ -156,7 +157,7 @@ fn error_response(
     let mut response = Response::new(ProxyBody::full(page, log));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
-    response
+    response.into()
 }
 
 /// A failed forward: logged when the operator should see it, answered with the proxy's page.
@@ -165,7 +166,7 @@ fn forward_failure(
     service: &Service,
     target: &str,
     log: RequestLog,
-) -> Response<ProxyBody> {
+) -> ProxyResponse<ProxyBody> {
     error.log(service.name.as_str(), target);
     error_response(error.status(), None, Some(service), log)
 }
@@ -218,7 +219,7 @@ impl Handler {
         &self,
         mut request: Request<RequestBody>,
         peer: Peer,
-    ) -> Response<ProxyBody> {
+    ) -> ProxyResponse<ProxyBody> {
         let start = Instant::now();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -258,7 +259,7 @@ impl Handler {
         if let Some(location) =
             redirect::target_url(rule, peer.listener.scheme, &host, request.uri())
         {
-            return redirect::response(&location, request.method(), log);
+            return redirect::response(&location, request.method(), log).into();
         }
         if peer.listener.scheme == "https" && !route.service.tls.enabled {
             return error_response(
@@ -272,7 +273,7 @@ impl Handler {
         match self.hold_while_paused(&request, &route).await {
             PauseOutcome::Proceed => {}
             PauseOutcome::HealthCheckPassThrough => {
-                return Response::new(ProxyBody::full(Bytes::new(), log))
+                return Response::new(ProxyBody::full(Bytes::new(), log)).into()
             }
             PauseOutcome::Refuse(status, message) => {
                 return error_response(status, message.as_deref(), Some(&route.service), log)
@@ -345,7 +346,9 @@ impl Handler {
         if let Some(prefix) = cookie_scope {
             scope_cookie_paths(response.headers_mut(), &prefix, &host);
         }
-        affinity.apply_to_response(response.headers_mut(), SystemTime::now());
+        if affinity.changes_response() {
+            affinity.apply_to_response(response.headers_mut(), SystemTime::now());
+        }
         response
     }
 
@@ -388,7 +391,7 @@ impl Handler {
         arrival: Arrival<'_>,
         mut log: RequestLog,
         websocket: Option<Handshake>,
-    ) -> Response<ProxyBody> {
+    ) -> ProxyResponse<ProxyBody> {
         let upgrade = headers::is_upgrade(request.headers());
         let service = &route.service;
         let target = Arc::clone(guard.target());
@@ -427,7 +430,7 @@ impl Handler {
         }
         log.record_response(
             response.status(),
-            response.headers(),
+            &response,
             &service.target_options.log_response_headers,
         );
         if let (true, Some(client_side)) = (switching, client_side) {

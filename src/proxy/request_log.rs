@@ -13,6 +13,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
 use super::ip_text::IpText;
+use super::proxy_response::HeaderValues;
 use super::request_stamp::{RequestId, RequestStamp};
 use crate::logging::{
     key, JournalRecord, JsonLine, Key, LogFields, RequestOutput, TextLine, PRIORITY_INFO,
@@ -106,11 +107,17 @@ fn field_key(prefix: &str, header: &HeaderName) -> String {
     format!(",\"{prefix}{}\":\"", header.as_str().replace('-', "_"))
 }
 
-fn joined(headers: &HeaderMap, name: &HeaderName) -> String {
+/// Every value of `name` that is visible ASCII (as `HeaderValue::to_str` has it), joined
+/// by commas.
+fn joined(headers: &impl HeaderValues, name: &HeaderName) -> String {
     headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .values_of(name)
+        .filter(|value| {
+            value
+                .iter()
+                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        })
+        .filter_map(|value| std::str::from_utf8(value).ok())
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -184,11 +191,13 @@ impl Entry {
     pub fn record_response(
         &mut self,
         status: StatusCode,
-        headers: &HeaderMap,
+        headers: &impl HeaderValues,
         names: &[HeaderName],
     ) {
         self.status = status;
-        self.resp_content_type = headers.get(CONTENT_TYPE).cloned();
+        self.resp_content_type = headers
+            .content_type()
+            .and_then(|value| HeaderValue::from_bytes(value).ok());
         for name in names {
             self.extra
                 .push((field_key("resp_", name), joined(headers, name)));

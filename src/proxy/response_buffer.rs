@@ -9,26 +9,25 @@
 use std::sync::Arc;
 
 use super::forward::ForwardError;
+use super::proxy_response::{HeaderValues, ProxyResponse};
 use super::relay_body::{RelayBody, ResponseBody};
 use super::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
 use super::upstream_body::UpstreamBody;
 use crate::error_chain::error_chain;
 use crate::service::options::TargetOptions;
-use http::header::CONTENT_TYPE;
-use http::{HeaderMap, Response};
 use http_body::Body;
 
-const EVENT_STREAM: &str = "text/event-stream";
+const EVENT_STREAM: &[u8] = b"text/event-stream";
 
 pub async fn buffer(
-    response: Response<UpstreamBody>,
+    response: ProxyResponse<UpstreamBody>,
     options: &TargetOptions,
     dir: &Arc<SpillDir>,
-) -> Result<Response<ResponseBody>, ForwardError> {
-    if is_event_stream(response.headers()) {
+) -> Result<ProxyResponse<ResponseBody>, ForwardError> {
+    if is_event_stream(response.content_type()) {
         return Ok(response.map(RelayBody::Streamed));
     }
-    let (parts, body) = response.into_parts();
+    let (head, body) = response.into_parts();
     let limit = options.max_response_body_size;
     if limit > 0 && body.size_hint().lower() > limit {
         return Err(ForwardError::ResponseTooLarge);
@@ -42,36 +41,28 @@ pub async fn buffer(
             FillError::Spill(SpillError::TooLarge(_)) => ForwardError::ResponseTooLarge,
             FillError::Spill(error) => ForwardError::Spill(error_chain(&error)),
         })?;
-    Ok(Response::from_parts(parts, RelayBody::Buffered(body)))
+    Ok(head.map(|()| RelayBody::Buffered(body)))
 }
 
-/// Whether the media type (before any `;` parameters) is `text/event-stream`.
-fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case(EVENT_STREAM))
+/// Whether the media type of `content_type` (before any `;` parameters) is
+/// `text/event-stream`.
+fn is_event_stream(content_type: Option<&[u8]>) -> bool {
+    content_type
+        .and_then(|value| value.split(|&b| b == b';').next())
+        .is_some_and(|media_type| media_type.trim_ascii().eq_ignore_ascii_case(EVENT_STREAM))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn content_type(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, value.parse().unwrap());
-        headers
-    }
-
     #[test]
     fn recognises_event_streams_by_media_type_only() {
-        assert!(is_event_stream(&content_type("text/event-stream")));
-        assert!(is_event_stream(&content_type(
-            "Text/Event-Stream ; charset=utf-8"
-        )));
-        assert!(!is_event_stream(&content_type("text/html")));
-        assert!(!is_event_stream(&content_type("text/event-streams")));
-        assert!(!is_event_stream(&HeaderMap::new()));
+        let is = |value: &str| is_event_stream(Some(value.as_bytes()));
+        assert!(is("text/event-stream"));
+        assert!(is("Text/Event-Stream ; charset=utf-8"));
+        assert!(!is("text/html"));
+        assert!(!is("text/event-streams"));
+        assert!(!is_event_stream(None));
     }
 }

@@ -62,7 +62,7 @@ fn connection_service(
         let handler = Arc::clone(&handler);
         async move {
             let request = request.map(RequestBody::Hyper);
-            Ok::<_, Infallible>(handler.handle(request, peer).await)
+            Ok::<_, Infallible>(handler.handle(request, peer).await.into_http())
         }
     })
 }

@@ -197,7 +197,7 @@ async fn read_head<R: tokio::io::AsyncRead + Unpin>(
     loop {
         if !buf.is_empty() {
             if let Some(head) = response_head::parse(buf, method)? {
-                let status = head.response.status();
+                let status = head.status;
                 if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
                     continue;
                 }

@@ -19,10 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body::Body;
 
 use super::header_maps;
+use super::proxy_response::ProxyResponse;
 use super::relay_body::RelayBody;
 use super::request_head::{self, AddedHeaders, BodyFraming};
 use super::upstream_body::UpstreamBody;
@@ -131,7 +132,7 @@ impl UpstreamPool {
         target: &Authority,
         request: Request<RelayBody>,
         added: &AddedHeaders<'_>,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> Result<ProxyResponse<UpstreamBody>, UpstreamError> {
         let (mut parts, body) = request.into_parts();
         let framing = BodyFraming::of(body.is_end_stream(), &body.size_hint());
         let mut head = Vec::new();
@@ -164,9 +165,9 @@ impl UpstreamPool {
         target: &Authority,
         connection: UpstreamConnection,
         exchanged: Exchanged,
-    ) -> Response<UpstreamBody> {
+    ) -> ProxyResponse<UpstreamBody> {
         let Exchanged { head, reusable } = exchanged;
-        let body = if head.response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let body = if head.status == StatusCode::SWITCHING_PROTOCOLS {
             UpstreamBody::upgraded(connection)
         } else {
             let checkin = reusable.then(|| Checkin {
@@ -175,7 +176,7 @@ impl UpstreamPool {
             });
             UpstreamBody::new(head.framing, connection, checkin)
         };
-        head.response.map(|()| body)
+        ProxyResponse::from_target(head.status, head.fields, body)
     }
 
     /// The newest idle connection to `target` that can take a request right now.

@@ -71,6 +71,11 @@ impl WriterAffinity {
         }
     }
 
+    /// Whether `apply_to_response` has anything to do.
+    pub fn changes_response(&self) -> bool {
+        matches!(self, WriterAffinity::GrantOnResponse { .. })
+    }
+
     /// Sets the cookie on a write's response unless the application opted out, and removes
     /// the opt-out header either way.
     pub fn apply_to_response(self, headers: &mut HeaderMap, now: SystemTime) {

@@ -139,7 +139,9 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
 fn framing(headers: &HeaderMap, version: Version) -> Result<(Framing, bool), HeadError> {
     let mut codings = headers.get_all(TRANSFER_ENCODING).iter().peekable();
     if codings.peek().is_some() {
-        let last = codings.flat_map(headers::tokens).last();
+        let last = codings
+            .flat_map(|value| headers::tokens(value.as_bytes()))
+            .last();
         let chunked = last.is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
         if version != Version::HTTP_11 || !chunked {
             return Err(HeadError::InvalidTransferEncoding);
@@ -173,7 +175,7 @@ fn wants_keep_alive(headers: &HeaderMap, version: Version) -> bool {
         headers
             .get_all(CONNECTION)
             .iter()
-            .flat_map(headers::tokens)
+            .flat_map(|value| headers::tokens(value.as_bytes()))
             .any(|token| token.eq_ignore_ascii_case(word))
     };
     if version == Version::HTTP_11 {

@@ -24,7 +24,9 @@ use crate::proxy::body::ProxyBody;
 use crate::proxy::header_maps;
 use crate::proxy::headers;
 use crate::proxy::message_body::Framing;
+use crate::proxy::proxy_response::ProxyResponse;
 use crate::proxy::request_head::chunk_header;
+use crate::proxy::target_fields::TargetFields;
 
 /// Body bytes gathered behind the head before they are written.
 const GATHER: usize = 16 * 1024;
@@ -52,13 +54,20 @@ pub enum Outcome {
 /// down, so the connection must not persist. `out` is scratch space, left empty.
 pub async fn write(
     io: &ClientIo,
-    response: Response<ProxyBody>,
+    response: ProxyResponse<ProxyBody>,
     asked: Asked,
     closing: bool,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    let (mut parts, body) = response.into_parts();
-    let (framing, keep_alive) = encode_head(&parts, body.size_hint(), asked, closing, out);
+    let (mut parts, target_fields, body) = response.into_wire_parts();
+    let (framing, keep_alive) = encode_head(
+        &parts,
+        &target_fields,
+        body.size_hint(),
+        asked,
+        closing,
+        out,
+    );
     header_maps::give_back(std::mem::take(&mut parts.headers));
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         body.discard();
@@ -98,14 +107,23 @@ pub async fn refuse(io: &ClientIo, status: StatusCode) -> io::Result<()> {
         keep_alive: false,
     };
     let mut out = Vec::new();
-    encode_head(&parts, SizeHint::with_exact(0), asked, true, &mut out);
+    let no_fields = TargetFields::default();
+    encode_head(
+        &parts,
+        &no_fields,
+        SizeHint::with_exact(0),
+        asked,
+        true,
+        &mut out,
+    );
     io.write_all([&out[..]]).await
 }
 
-/// Appends the head to `out`; returns how the body is framed and whether the connection
-/// may persist.
+/// Appends the head to `out`, the target's fields ahead of the proxy's headers; returns how
+/// the body is framed and whether the connection may persist.
 fn encode_head(
     parts: &http::response::Parts,
+    target_fields: &TargetFields,
     size: SizeHint,
     asked: Asked,
     closing: bool,
@@ -121,8 +139,10 @@ fn encode_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let mut dated = false;
-    let mut length = None;
+    // The target's own framing and connection fields stayed behind in the codec.
+    out.extend_from_slice(target_fields.text());
+    let mut dated = target_fields.is_dated();
+    let mut length = target_fields.length();
     let mut close = false;
     for (name, value) in &parts.headers {
         if name == TRANSFER_ENCODING {
@@ -133,7 +153,8 @@ fn encode_head(
         } else if name == DATE {
             dated = true;
         } else if name == CONNECTION {
-            close |= headers::tokens(value).any(|token| token.eq_ignore_ascii_case(b"close"));
+            close |=
+                headers::tokens(value.as_bytes()).any(|token| token.eq_ignore_ascii_case(b"close"));
         }
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }

@@ -1,0 +1,178 @@
+//! `TargetFields`: the header fields of a target's response, kept as the text they are sent
+//! to the client as.
+//!
+//! Most responses pass through the proxy untouched, and turning each of their fields into a
+//! `HeaderName` and a `HeaderValue` in a `HeaderMap`, only to write them out again, was the
+//! largest single cost of a proxied request. So the codec copies the fields it keeps (all but
+//! the hop-by-hop ones) into one buffer, each as `name: value\r\n`, and notes what is read
+//! of every response: whether a `Date` is among them and the length a `Content-Length`
+//! states (for the client's response writer), and where the `Content-Type` is (for the log
+//! and response buffering). A map is built only where the fields must be changed or handed on
+//! as a whole (`ProxyResponse::headers_mut`); other lookups read the text.
+//!
+//! httparse checked every field against the grammar the `http` crate holds names and values
+//! to (names are tokens; values are visible text, spaces, tabs and obs-text), so every field
+//! here becomes a map entry.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::headers::KnownField;
+
+#[derive(Debug, Default)]
+pub struct TargetFields {
+    /// `name: value\r\n`, field after field.
+    text: Vec<u8>,
+    count: usize,
+    dated: bool,
+    length: Option<u64>,
+    /// Where the first `Content-Type` value lies in `text`.
+    content_type: Option<(usize, usize)>,
+}
+
+impl TargetFields {
+    /// Room for `count` fields from a head of `head_len` bytes: as text here a field is
+    /// at most two bytes longer (a space after the colon, a CR before the LF).
+    pub fn with_capacity(head_len: usize, count: usize) -> Self {
+        TargetFields {
+            text: Vec::with_capacity(head_len + 2 * count),
+            ..TargetFields::default()
+        }
+    }
+
+    /// Adds a field, `known` as what its name is. `name` is a token and `value` holds no line
+    /// break (httparse saw to it).
+    pub fn push(&mut self, name: &[u8], value: &[u8], known: KnownField) {
+        self.text.extend_from_slice(name);
+        self.text.extend_from_slice(b": ");
+        let start = self.text.len();
+        self.text.extend_from_slice(value);
+        let end = self.text.len();
+        self.text.extend_from_slice(b"\r\n");
+        self.count += 1;
+        match known {
+            KnownField::Date => self.dated = true,
+            KnownField::ContentType if self.content_type.is_none() => {
+                self.content_type = Some((start, end));
+            }
+            _ => {}
+        }
+    }
+
+    /// Notes the body length the `Content-Length` fields kept here agree on.
+    pub fn set_length(&mut self, length: u64) {
+        self.length = Some(length);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The fields, ready to be written into a head.
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// Whether a `Date` field is among them.
+    pub fn is_dated(&self) -> bool {
+        self.dated
+    }
+
+    /// The length a `Content-Length` among them states; `None` when there is none.
+    pub fn length(&self) -> Option<u64> {
+        self.length
+    }
+
+    /// The first `Content-Type` value.
+    pub fn content_type(&self) -> Option<&[u8]> {
+        self.content_type.map(|(start, end)| &self.text[start..end])
+    }
+
+    /// Each field's name and value, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.text.split_inclusive(|&b| b == b'\n').map(|line| {
+            let line = &line[..line.len() - 2];
+            // Every line is `name: value`, and a name holds no colon.
+            let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+            (&line[..colon], line.get(colon + 2..).unwrap_or_default())
+        })
+    }
+
+    /// Every value of the field `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let wanted = name.as_str().as_bytes();
+        self.iter()
+            .filter(move |(field, _)| field.eq_ignore_ascii_case(wanted))
+            .map(|(_, value)| value)
+    }
+
+    /// Adds every field to `map`, in order.
+    pub fn append_to(&self, map: &mut HeaderMap) {
+        map.reserve(self.count);
+        for (name, value) in self.iter() {
+            match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+                (Ok(name), Ok(value)) => {
+                    map.append(name, value);
+                }
+                // Not reached: httparse holds fields to the same grammar (see the module docs).
+                _ => tracing::debug!(
+                    name = %String::from_utf8_lossy(name),
+                    "Dropped a response header the http crate refuses"
+                ),
+            }
+        }
+    }
+}
+
+/// Fields as the codec would keep them, for tests.
+#[cfg(test)]
+pub fn fields(pairs: &[(&str, &[u8])]) -> TargetFields {
+    let mut fields = TargetFields::default();
+    for (name, value) in pairs {
+        fields.push(name.as_bytes(), value, KnownField::of(name.as_bytes()));
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::{CONTENT_TYPE, SET_COOKIE};
+
+    #[test]
+    fn keeps_fields_as_the_text_they_are_sent_as() {
+        let fields = fields(&[("Content-Type", b"text/html"), ("X-Empty", b"")]);
+        assert_eq!(fields.text(), b"Content-Type: text/html\r\nX-Empty: \r\n");
+        let pairs: Vec<_> = fields.iter().collect();
+        assert_eq!(
+            pairs,
+            [(&b"Content-Type"[..], &b"text/html"[..]), (b"X-Empty", b"")]
+        );
+        assert!(!fields.is_dated());
+        assert_eq!(fields.content_type(), Some(&b"text/html"[..]));
+    }
+
+    #[test]
+    fn finds_every_value_whatever_the_case_of_the_name() {
+        let fields = fields(&[
+            ("Set-Cookie", b"a=1"),
+            ("Date", b"Sun, 22 Nov 2026 10:00:00 GMT"),
+            ("set-cookie", b"b=2: with a colon"),
+        ]);
+        let cookies: Vec<_> = fields.get_all(&SET_COOKIE).collect();
+        assert_eq!(cookies, [&b"a=1"[..], b"b=2: with a colon"]);
+        assert_eq!(fields.get_all(&CONTENT_TYPE).count(), 0);
+        assert_eq!(fields.content_type(), None);
+        assert!(fields.is_dated());
+    }
+
+    #[test]
+    fn becomes_map_entries_in_order_with_obs_text_intact() {
+        let fields = fields(&[("x-a", b"1"), ("X-Name", b"caf\xe9"), ("X-A", b"2")]);
+        let mut map = HeaderMap::new();
+        fields.append_to(&mut map);
+        let values: Vec<_> = map.get_all("x-a").iter().collect();
+        assert_eq!(values, ["1", "2"]);
+        assert_eq!(map["x-name"].as_bytes(), b"caf\xe9");
+        assert_eq!(map.len(), 3);
+    }
+}
