@@ -75,10 +75,11 @@ enum PauseOutcome {
 }
 
 /// How the request arrived: the connection it came on and the stamp it was given, which
-/// the target is told of.
+/// the target is told of, and whether it asks to switch protocols.
 struct Arrival<'a> {
     peer: Peer,
     stamp: &'a RequestStamp,
+    upgrade: bool,
 }
 
 /// Where the request was routed: the service and the path the target sees.
@@ -331,6 +332,7 @@ impl Handler {
                 Arrival {
                     peer,
                     stamp: &stamp,
+                    upgrade,
                 },
                 log,
                 websocket,
@@ -392,7 +394,7 @@ impl Handler {
         mut log: RequestLog,
         websocket: Option<Handshake>,
     ) -> ProxyResponse<ProxyBody> {
-        let upgrade = headers::is_upgrade(request.headers());
+        let upgrade = arrival.upgrade;
         let service = &route.service;
         let target = Arc::clone(guard.target());
         log.target = Some(target.address().shared());

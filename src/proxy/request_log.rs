@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
+use super::client_ip::X_FORWARDED_FOR;
 use super::ip_text::IpText;
 use super::proxy_response::HeaderValues;
 use super::request_stamp::{RequestId, RequestStamp};
@@ -135,20 +136,19 @@ impl RequestLog {
         request_id: RequestId,
         metrics: RequestMetrics,
     ) -> Self {
-        let headers = request.headers();
-        RequestLog(Box::new(Entry {
+        let mut entry = Box::new(Entry {
             start,
             listener: peer.listener,
             client: peer.client,
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            host: headers.get(http::header::HOST).cloned(),
+            host: None,
             request_id,
-            req_content_length: headers.get(CONTENT_LENGTH).cloned(),
-            req_content_type: headers.get(CONTENT_TYPE).cloned(),
-            user_agent: headers.get(USER_AGENT).cloned(),
-            forwarded_for: headers.get("x-forwarded-for").cloned(),
+            req_content_length: None,
+            req_content_type: None,
+            user_agent: None,
+            forwarded_for: None,
             status: StatusCode::OK,
             service: None,
             target: None,
@@ -156,7 +156,28 @@ impl RequestLog {
             extra: Vec::new(),
             metrics,
             written: false,
-        }))
+        });
+        // One pass over the headers finds the first value of each shown: cheaper than a
+        // lookup (a hash and a probe) for each.
+        for (name, value) in request.headers() {
+            let shown = if name == HOST {
+                &mut entry.host
+            } else if name == CONTENT_LENGTH {
+                &mut entry.req_content_length
+            } else if name == CONTENT_TYPE {
+                &mut entry.req_content_type
+            } else if name == USER_AGENT {
+                &mut entry.user_agent
+            } else if name == X_FORWARDED_FOR {
+                &mut entry.forwarded_for
+            } else {
+                continue;
+            };
+            if shown.is_none() {
+                *shown = Some(value.clone());
+            }
+        }
+        RequestLog(entry)
     }
 
     /// Writes the line and records the metrics, once the response is over.
