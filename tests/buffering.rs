@@ -3,7 +3,8 @@
 //! With `--buffer-requests` the whole body reaches the target with an exact Content-Length,
 //! spilling past `--buffer-memory` to nameless files, and a body over `--max-request-body`
 //! is refused with 413 before the target sees it. With `--buffer-responses` a body over
-//! `--max-response-body` is a 500, while server-sent events still stream live. A malformed
+//! `--max-response-body` is a 500, and a response goes on only once its body is whole
+//! (at once when it came whole with its head), while server-sent events still stream live. A malformed
 //! chunked body is a 400, an oversized request head a 431, a client that leaves mid-response is
 //! logged as 499, and memory stays bounded under concurrent uploads.
 
@@ -23,8 +24,11 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
+use support::raw_target::{assert_ok, RawClient, RawTarget, Reply, FRAMING_HOST};
 use support::{body_hash, get, raw_request, Backend, Proxy};
 
 const HOST: &str = "app.example.com";
@@ -189,6 +193,44 @@ async fn buffered_response_over_max_response_body_gets_500() {
     assert_eq!(
         within.header("content-type"),
         Some("application/octet-stream")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_response_is_held_until_whole_and_its_connection_reused() {
+    // The head and half the body come first: the client sees nothing until the rest does.
+    let gate = Arc::new(Notify::new());
+    let target = RawTarget::serving(vec![(
+        "/halves",
+        Reply::raw("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
+            .then_wait_for(&gate)
+            .then_write("world"),
+    )])
+    .await;
+    let proxy = Proxy::start();
+    let args = ["--host", FRAMING_HOST, "--buffer-responses"];
+    proxy.deploy("raw", &target.address(), &args).await;
+
+    let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+    let request = format!("GET /halves HTTP/1.1\r\nhost: {FRAMING_HOST}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut [0; 64])).await;
+    assert!(
+        early.is_err(),
+        "a byte of a half-read response reached the client"
+    );
+    gate.notify_one();
+    let mut client = RawClient::new(stream);
+    assert_ok(&client.read_response(false).await, "helloworld");
+
+    // A small response, whole as it arrives, goes on at once; its connection is reused.
+    assert_ok(&client.get(FRAMING_HOST, "/small").await, "/small");
+    let before = target.connections();
+    assert_ok(&client.get(FRAMING_HOST, "/next").await, "/next");
+    assert_eq!(target.connections(), before, "a new target connection");
+    assert_eq!(
+        target.request("/next").connection,
+        target.request("/small").connection
     );
 }
 

@@ -160,7 +160,7 @@ async fn exchange(
     added: &AddedHeaders<'_>,
 ) -> Result<ProxyResponse<ResponseBody>, ForwardError> {
     let request = if options.buffer_requests {
-        Box::pin(request_buffer::buffer(request, options, spill_dir)).await?
+        request_buffer::buffer(request, options, spill_dir).await?
     } else {
         request.map(RelayBody::Streamed)
     };
@@ -173,7 +173,7 @@ async fn exchange(
             Err(_) => return Err(ForwardError::Timeout),
         };
     if options.buffer_responses && response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        Box::pin(response_buffer::buffer(response, options, spill_dir)).await
+        response_buffer::buffer(response, options, spill_dir).await
     } else {
         Ok(response.map(RelayBody::Streamed))
     }

@@ -24,7 +24,7 @@ pub async fn buffer(
     options: &TargetOptions,
     dir: &Arc<SpillDir>,
 ) -> Result<Request<RelayBody>, ForwardError> {
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let limit = options.max_request_body_size;
     if limit > 0 && body.size_hint().lower() > limit {
         return Err(ForwardError::RequestTooLarge);
@@ -33,6 +33,18 @@ pub async fn buffer(
         // Nothing to hold (and an upgrade request keeps its connection untouched).
         return Ok(Request::from_parts(parts, RelayBody::Streamed(body)));
     }
+    // Reading a body is rarer, and its future large: boxed, so it does not weigh on every
+    // request.
+    Box::pin(fill(parts, body, options, dir)).await
+}
+
+async fn fill(
+    mut parts: http::request::Parts,
+    body: RequestBody,
+    options: &TargetOptions,
+    dir: &Arc<SpillDir>,
+) -> Result<Request<RelayBody>, ForwardError> {
+    let limit = options.max_request_body_size;
     let buffer = SpillBuffer::new(Arc::clone(dir), options.max_memory_buffer_size, limit);
     let body = buffer
         .read_to_end(body)

@@ -32,6 +32,22 @@ pub async fn buffer(
     if limit > 0 && body.size_hint().lower() > limit {
         return Err(ForwardError::ResponseTooLarge);
     }
+    // A body read whole with its head is as good as buffered: the target's connection goes
+    // back to the pool as its last byte is taken, before any of it is written to the client.
+    if body.is_read_whole() {
+        return Ok(head.map(|()| RelayBody::Streamed(body)));
+    }
+    // The rest is rarer, and its future large: boxed, so it does not weigh on every response.
+    Box::pin(fill(head, body, options, dir)).await
+}
+
+async fn fill(
+    head: ProxyResponse<()>,
+    body: UpstreamBody,
+    options: &TargetOptions,
+    dir: &Arc<SpillDir>,
+) -> Result<ProxyResponse<ResponseBody>, ForwardError> {
+    let limit = options.max_response_body_size;
     let buffer = SpillBuffer::new(Arc::clone(dir), options.max_memory_buffer_size, limit);
     let body = buffer
         .read_to_end(body)

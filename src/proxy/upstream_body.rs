@@ -68,6 +68,18 @@ impl UpstreamBody {
         }
     }
 
+    /// Whether the rest of the body has been read off the connection already, so taking it
+    /// asks nothing more of the target (a small response arrives with its head).
+    pub fn is_read_whole(&self) -> bool {
+        match (&self.state, &self.connection) {
+            (BodyState::Done, _) => true,
+            (BodyState::Length(remaining), Some(connection)) => {
+                connection.buf.len() as u64 >= *remaining
+            }
+            _ => false,
+        }
+    }
+
     /// The upgraded connection of a 101 response.
     pub fn take_tunnel(&mut self) -> Option<TargetTunnel> {
         self.connection.take().map(|connection| TargetTunnel {
