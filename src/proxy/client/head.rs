@@ -13,7 +13,7 @@
 
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
-use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderName, Method, Request, StatusCode, Uri, Version};
 
 use crate::proxy::header_block::{self, BlockError, Spans, MAX_HEAD_LEN};
 use crate::proxy::header_maps;
@@ -105,8 +105,10 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
     let head = buf.split_to(head_len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path)).map_err(|_| HeadError::InvalidUri)?;
     let mut headers = header_maps::take(spans.len());
+    let mut present = Present::default();
     for field in spans.fields(&head) {
         let (name, value) = field.map_err(|invalid| HeadError::InvalidHeader(invalid.0))?;
+        present.note(&name);
         headers.append(name, value);
     }
     let version = if minor_version == 0 {
@@ -114,10 +116,11 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
     } else {
         Version::HTTP_11
     };
-    let (framing, both_framings) = framing(&headers, version)?;
-    let keep_alive = !both_framings && wants_keep_alive(&headers, version);
+    let (framing, both_framings) = framing(&headers, present, version)?;
+    let keep_alive = !both_framings && wants_keep_alive(&headers, present, version);
     let expect_continue = version == Version::HTTP_11
         && framing != Framing::Empty
+        && present.expect
         && headers
             .get(EXPECT)
             .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -134,11 +137,40 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
     }))
 }
 
+/// Which of the fields that steer framing and persistence a head has, noted as its map is
+/// built: most requests have none of them, and a field known to be absent is not looked up.
+#[derive(Debug, Default, Clone, Copy)]
+struct Present {
+    transfer_encoding: bool,
+    content_length: bool,
+    connection: bool,
+    expect: bool,
+}
+
+impl Present {
+    fn note(&mut self, name: &HeaderName) {
+        // Standard names: each comparison is of two small integers.
+        if *name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if *name == CONTENT_LENGTH {
+            self.content_length = true;
+        } else if *name == CONNECTION {
+            self.connection = true;
+        } else if *name == EXPECT {
+            self.expect = true;
+        }
+    }
+}
+
 /// The body's framing, and whether the client sent both framings (RFC 9112 §6.1: chunked
 /// wins, and the connection must close after the response).
-fn framing(headers: &HeaderMap, version: Version) -> Result<(Framing, bool), HeadError> {
-    let mut codings = headers.get_all(TRANSFER_ENCODING).iter().peekable();
-    if codings.peek().is_some() {
+fn framing(
+    headers: &HeaderMap,
+    present: Present,
+    version: Version,
+) -> Result<(Framing, bool), HeadError> {
+    if present.transfer_encoding {
+        let codings = headers.get_all(TRANSFER_ENCODING).iter();
         let last = codings
             .flat_map(|value| headers::tokens(value.as_bytes()))
             .last();
@@ -146,7 +178,10 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<(Framing, bool), Hea
         if version != Version::HTTP_11 || !chunked {
             return Err(HeadError::InvalidTransferEncoding);
         }
-        return Ok((Framing::Chunked, headers.contains_key(CONTENT_LENGTH)));
+        return Ok((Framing::Chunked, present.content_length));
+    }
+    if !present.content_length {
+        return Ok((Framing::Empty, false));
     }
     let mut length = None;
     for value in headers.get_all(CONTENT_LENGTH) {
@@ -170,13 +205,14 @@ fn framing(headers: &HeaderMap, version: Version) -> Result<(Framing, bool), Hea
 }
 
 /// HTTP/1.1 persists unless the client says `close`; HTTP/1.0 only if it says `keep-alive`.
-fn wants_keep_alive(headers: &HeaderMap, version: Version) -> bool {
+fn wants_keep_alive(headers: &HeaderMap, present: Present, version: Version) -> bool {
     let says = |word: &[u8]| {
-        headers
-            .get_all(CONNECTION)
-            .iter()
-            .flat_map(|value| headers::tokens(value.as_bytes()))
-            .any(|token| token.eq_ignore_ascii_case(word))
+        present.connection
+            && headers
+                .get_all(CONNECTION)
+                .iter()
+                .flat_map(|value| headers::tokens(value.as_bytes()))
+                .any(|token| token.eq_ignore_ascii_case(word))
     };
     if version == Version::HTTP_11 {
         !says(b"close")
