@@ -16,6 +16,7 @@ mod format;
 mod journal;
 mod json_layer;
 mod json_line;
+mod logged_header;
 mod text_line;
 mod timestamp;
 
@@ -26,6 +27,7 @@ pub use format::{choose, stderr_id, LogFormat, LogTarget};
 pub use journal::{journal_field_name, JournalRecord, JournalSocket, PRIORITY_INFO};
 pub use json_layer::JsonLayer;
 pub use json_line::JsonLine;
+pub use logged_header::LoggedHeader;
 pub use text_line::TextLine;
 
 use tracing::level_filters::LevelFilter;

@@ -16,6 +16,7 @@ use super::client_ip::X_FORWARDED_FOR;
 use super::ip_text::IpText;
 use super::proxy_response::HeaderValues;
 use super::request_stamp::{RequestId, RequestStamp};
+use crate::logging::LoggedHeader;
 use crate::logging::{
     key, JournalRecord, JsonLine, Key, LogFields, RequestOutput, TextLine, PRIORITY_INFO,
 };
@@ -71,7 +72,8 @@ pub struct Entry {
     resp_content_type: Option<HeaderValue>,
     /// `req_<name>` / `resp_<name>` fields chosen by `--log-*-header`, the names spelled as
     /// `Key` reads them.
-    extra: Vec<(String, String)>,
+    /// The logged headers' fields: the key, and the value (`None`: not sent, or not text).
+    extra: Vec<(Arc<str>, Option<HeaderValue>)>,
     /// Replaced by the handler once the request is routed.
     pub metrics: RequestMetrics,
     written: bool,
@@ -103,24 +105,25 @@ impl std::ops::DerefMut for RequestLog {
     }
 }
 
-/// The JSON spelling of a header's field (see `Key`): `,"req_x_request_id":"`.
-fn field_key(prefix: &str, header: &HeaderName) -> String {
-    format!(",\"{prefix}{}\":\"", header.as_str().replace('-', "_"))
-}
-
-/// Every value of `name` that is visible ASCII (as `HeaderValue::to_str` has it), joined
-/// by commas.
-fn joined(headers: &impl HeaderValues, name: &HeaderName) -> String {
-    headers
-        .values_of(name)
-        .filter(|value| {
-            value
-                .iter()
-                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-        })
-        .filter_map(|value| std::str::from_utf8(value).ok())
-        .collect::<Vec<_>>()
-        .join(",")
+/// The value of `name` as logged: the one value, or every value that is visible ASCII
+/// (as `HeaderValue::to_str` has it) joined by commas.
+fn joined(headers: &impl HeaderValues, name: &HeaderName) -> Option<HeaderValue> {
+    let mut values = headers.values_of(name);
+    let first = values.next()?;
+    let Some(second) = values.next() else {
+        return HeaderValue::from_bytes(first).ok();
+    };
+    let visible = |value: &&[u8]| {
+        value
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    };
+    let all: Vec<&[u8]> = [first, second]
+        .into_iter()
+        .chain(values)
+        .filter(visible)
+        .collect();
+    HeaderValue::from_bytes(&all.join(&b","[..])).ok()
 }
 
 /// A header's value as logged: empty when absent or not visible ASCII.
@@ -198,14 +201,17 @@ impl Entry {
         &mut self,
         headers: &HeaderMap,
         stamp: &RequestStamp,
-        names: &[HeaderName],
+        logged: &[LoggedHeader],
     ) {
-        for name in names {
-            let value = match stamp.added(name) {
-                Some(added) => String::from_utf8_lossy(added).into_owned(),
-                None => joined(headers, name),
+        for header in logged {
+            let mut values = headers.get_all(&header.name).iter();
+            let value = match (stamp.added(&header.name), values.next(), values.next()) {
+                (Some(added), _, _) => HeaderValue::from_bytes(added).ok(),
+                // Nearly always: one value, shared rather than copied.
+                (None, Some(value), None) => Some(value.clone()),
+                (None, _, _) => joined(headers, &header.name),
             };
-            self.extra.push((field_key("req_", name), value));
+            self.extra.push((Arc::clone(header.key()), value));
         }
     }
 
@@ -213,15 +219,15 @@ impl Entry {
         &mut self,
         status: StatusCode,
         headers: &impl HeaderValues,
-        names: &[HeaderName],
+        logged: &[LoggedHeader],
     ) {
         self.status = status;
         self.resp_content_type = headers
             .content_type()
             .and_then(|value| HeaderValue::from_bytes(value).ok());
-        for name in names {
+        for header in logged {
             self.extra
-                .push((field_key("resp_", name), joined(headers, name)));
+                .push((Arc::clone(header.key()), joined(headers, &header.name)));
         }
     }
 
@@ -324,7 +330,7 @@ impl Entry {
         line.str(key!("scheme"), self.listener.scheme);
         line.str(key!("query"), self.uri.query().unwrap_or(""));
         for (key, value) in &self.extra {
-            line.str(Key::from_json(key), value);
+            line.str(Key::from_json(key), text(value));
         }
     }
 }
@@ -426,9 +432,15 @@ mod tests {
     #[test]
     fn logs_the_request_id_and_start_the_proxy_adds_as_request_headers() {
         let names = [
-            HeaderName::from_static("x-request-id"),
-            HeaderName::from_static("x-request-start"),
+            LoggedHeader::request(HeaderName::from_static("x-request-id")),
+            LoggedHeader::request(HeaderName::from_static("x-request-start")),
         ];
+        let logged = |log: &RequestLog| -> Vec<(String, String)> {
+            log.extra
+                .iter()
+                .map(|(key, value)| (key.to_string(), text(value).to_string()))
+                .collect()
+        };
         let mut headers = HeaderMap::new();
         let stamp = RequestStamp::new(&headers, 1234);
         let mut log = sample_log();
@@ -441,9 +453,9 @@ mod tests {
             ",\"req_x_request_start\":\"".to_string(),
             "t=1234".to_string(),
         );
-        assert_eq!(log.extra, [generated, start.clone()]);
+        assert_eq!(logged(&log), [generated, start.clone()]);
 
-        headers.insert(&names[0], HeaderValue::from_static("client-id"));
+        headers.insert(&names[0].name, HeaderValue::from_static("client-id"));
         let stamp = RequestStamp::new(&headers, 1234);
         let mut log = sample_log();
         log.record_request_headers(&headers, &stamp, &names);
@@ -451,7 +463,7 @@ mod tests {
             ",\"req_x_request_id\":\"".to_string(),
             "client-id".to_string(),
         );
-        assert_eq!(log.extra, [sent, start]);
+        assert_eq!(logged(&log), [sent, start]);
     }
 
     /// The line as the Go proxy writes it, byte for byte but for the time.
@@ -473,14 +485,18 @@ mod tests {
         log.record_request_headers(
             request.headers(),
             &stamp,
-            &[HeaderName::from_static("x-trace")],
+            &[LoggedHeader::request(HeaderName::from_static("x-trace"))],
         );
         let mut response = HeaderMap::new();
         response.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
-        log.record_response(StatusCode::BAD_GATEWAY, &response, &[CONTENT_TYPE]);
+        log.record_response(
+            StatusCode::BAD_GATEWAY,
+            &response,
+            &[LoggedHeader::response(CONTENT_TYPE)],
+        );
         log.0.written = true;
         let mut buffer = Vec::new();
         JsonLine::write_into(&mut buffer, "INFO", "Request", |line| {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::HeaderName;
 
 use crate::control::{ControlError, DeployOptions, Host, OnDemandUrl, PathPrefix};
+use crate::logging::LoggedHeader;
 
 pub const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -103,8 +104,8 @@ pub struct TargetOptions {
     pub max_request_body_size: u64,
     /// 0: unlimited.
     pub max_response_body_size: u64,
-    pub log_request_headers: Vec<HeaderName>,
-    pub log_response_headers: Vec<HeaderName>,
+    pub log_request_headers: Vec<LoggedHeader>,
+    pub log_response_headers: Vec<LoggedHeader>,
     pub forward_headers: bool,
     pub scope_cookie_paths: bool,
 }
@@ -353,11 +354,17 @@ pub fn resolve(options: &DeployOptions) -> Result<(ServiceOptions, TargetOptions
         log_request_headers: header_names(
             options.log_request_headers.as_deref().unwrap_or_default(),
             "log-request-header",
-        )?,
+        )?
+        .into_iter()
+        .map(LoggedHeader::request)
+        .collect(),
         log_response_headers: header_names(
             options.log_response_headers.as_deref().unwrap_or_default(),
             "log-response-header",
-        )?,
+        )?
+        .into_iter()
+        .map(LoggedHeader::response)
+        .collect(),
         // Trust the client's X-Forwarded-* only when no TLS terminates here (Go's CLI rule,
         // decided in the daemon so every caller gets it).
         forward_headers: options

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SavedPause, SavedRollout, SavedService};
 use crate::control::{Host, OnDemandUrl, PathPrefix, ServiceName, TargetAddress};
+use crate::logging::LoggedHeader;
 use crate::service::options::{
     AcmeSettings, ExternalAccountBinding, HealthCheckConfig, ServiceOptions, TargetOptions,
     TlsMode, LETS_ENCRYPT_PRODUCTION,
@@ -335,8 +336,12 @@ impl TryFrom<GoTargetOptions> for TargetOptions {
                 go.max_response_body_size,
                 "max_response_body_size",
             )?,
-            log_request_headers: parse_all(&go.log_request_headers, header_name)?,
-            log_response_headers: parse_all(&go.log_response_headers, header_name)?,
+            log_request_headers: parse_all(&go.log_request_headers, |text| {
+                header_name(text).map(LoggedHeader::request)
+            })?,
+            log_response_headers: parse_all(&go.log_response_headers, |text| {
+                header_name(text).map(LoggedHeader::response)
+            })?,
             forward_headers: go.forward_headers,
             scope_cookie_paths: go.scope_cookie_paths,
         })

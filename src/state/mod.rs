@@ -146,6 +146,7 @@ fn drop_nulls(value: &mut Value) {
 mod tests {
     use super::*;
     use crate::control::{Host, OnDemandUrl, PathPrefix};
+    use crate::logging::LoggedHeader;
     use crate::service::options::{
         AcmeSettings, ExternalAccountBinding, HealthCheckConfig, TlsMode, LETS_ENCRYPT_PRODUCTION,
     };
@@ -201,8 +202,12 @@ mod tests {
                 max_memory_buffer_size: 2 << 20,
                 max_request_body_size: 10 << 20,
                 max_response_body_size: 20 << 20,
-                log_request_headers: vec![HeaderName::from_static("x-account")],
-                log_response_headers: vec![HeaderName::from_static("x-runtime")],
+                log_request_headers: vec![LoggedHeader::request(HeaderName::from_static(
+                    "x-account",
+                ))],
+                log_response_headers: vec![LoggedHeader::response(HeaderName::from_static(
+                    "x-runtime",
+                ))],
                 forward_headers: true,
                 scope_cookie_paths: true,
             },
@@ -292,7 +297,7 @@ mod tests {
         );
         assert_eq!(app.target_options.health_check.port, None);
         assert_eq!(app.target_options.response_timeout, Duration::from_secs(30));
-        assert_eq!(app.target_options.log_response_headers[0], "x-runtime");
+        assert_eq!(app.target_options.log_response_headers[0].name, "x-runtime");
         assert_eq!(app.rollout_targets, targets(&["app-web-def456:3000"]));
         assert_eq!(
             app.pause,
