@@ -10,7 +10,7 @@
 
 use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::client_upgrade::ClientUpgrade;
+use super::deadline_timers::DeadlineTimers;
 use super::proxy_response::ProxyResponse;
 use super::relay_body::{RelayBody, RelayError, ResponseBody};
 use super::request_body::{RequestBody, RequestBodyError};
@@ -128,6 +129,7 @@ pub fn retarget<B>(request: &mut Request<B>, path: PathAndQuery) {
 /// exchange short.
 pub async fn send(
     pool: &UpstreamPool,
+    deadlines: &DeadlineTimers,
     request: Request<RequestBody>,
     options: &TargetOptions,
     spill_dir: &Arc<SpillDir>,
@@ -139,7 +141,8 @@ pub async fn send(
     // exchange has to wait for the target.
     // Both are polled where they are pinned: the exchange's future is large, and
     // `select!` would copy it in.
-    let mut exchanged = pin!(exchange(pool, target, request, options, spill_dir, added));
+    let exchange = exchange(pool, deadlines, target, request, options, spill_dir, added);
+    let mut exchanged = pin!(exchange);
     let mut drained = pin!(guard.tokens().requests.cancelled());
     poll_fn(|cx| match exchanged.as_mut().poll(cx) {
         Poll::Ready(result) => Poll::Ready(result),
@@ -153,6 +156,7 @@ pub async fn send(
 
 async fn exchange(
     pool: &UpstreamPool,
+    deadlines: &DeadlineTimers,
     target: &Authority,
     request: Request<RequestBody>,
     options: &TargetOptions,
@@ -164,14 +168,17 @@ async fn exchange(
     } else {
         request.map(RelayBody::Streamed)
     };
-    let response =
-        match tokio::time::timeout(options.response_timeout, pool.send(target, request, added))
-            .await
-        {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => return Err(ForwardError::from_exchange(&error)),
-            Err(_) => return Err(ForwardError::Timeout),
-        };
+    let mut deadline = deadlines.after(options.response_timeout);
+    let mut sent = pin!(pool.send(target, request, added));
+    let sent = poll_fn(|cx| match sent.as_mut().poll(cx) {
+        Poll::Ready(sent) => Poll::Ready(Some(sent)),
+        Poll::Pending => Pin::new(&mut deadline).poll(cx).map(|()| None),
+    });
+    let response = match sent.await {
+        Some(Ok(response)) => response,
+        Some(Err(error)) => return Err(ForwardError::from_exchange(&error)),
+        None => return Err(ForwardError::Timeout),
+    };
     if options.buffer_responses && response.status() != StatusCode::SWITCHING_PROTOCOLS {
         response_buffer::buffer(response, options, spill_dir).await
     } else {

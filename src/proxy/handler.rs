@@ -24,6 +24,7 @@ use super::body::ProxyBody;
 use super::client_ip::apply_client_ip_header;
 use super::client_upgrade::ClientUpgrade;
 use super::cookie_scope::scope_cookie_paths;
+use super::deadline_timers::DeadlineTimers;
 use super::error_page;
 use super::extended_connect::{self, Handshake};
 use super::forward::{self, ForwardError};
@@ -58,6 +59,8 @@ pub struct Handler {
     metrics: Arc<Metrics>,
     /// This thread's keep-alive connections to the targets.
     upstreams: UpstreamPool,
+    /// This thread's timers for the target timeout.
+    deadlines: DeadlineTimers,
     /// Where buffered bodies too big for memory go.
     spill_dir: Arc<SpillDir>,
     /// Upgraded connections, closed at shutdown.
@@ -178,6 +181,7 @@ impl Handler {
             router,
             metrics,
             upstreams: UpstreamPool::default(),
+            deadlines: DeadlineTimers::default(),
             spill_dir: Arc::new(SpillDir::from_env()),
             tunnels: TaskTracker::new(),
             shutdown,
@@ -413,6 +417,7 @@ impl Handler {
 
         let mut response = match forward::send(
             &self.upstreams,
+            &self.deadlines,
             request,
             &service.target_options,
             &self.spill_dir,

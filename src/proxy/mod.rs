@@ -10,6 +10,7 @@ mod client;
 mod client_ip;
 mod client_upgrade;
 mod cookie_scope;
+mod deadline_timers;
 mod error_page;
 mod extended_connect;
 mod forward;
