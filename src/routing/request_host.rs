@@ -53,7 +53,11 @@ fn split_port(raw: &str) -> Option<(&str, Option<&str>)> {
     } else {
         let end = raw.find(':').unwrap_or(raw.len());
         let (host, rest) = raw.split_at(end);
-        let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+        // Unreserved and sub-delims (RFC 3986 §2.2, §2.3), and `%` of an escape: `$..=.` is
+        // `$%&'()*+,-.`.
+        let reg_name = |b: u8| {
+            b.is_ascii_alphanumeric() || matches!(b, b'!' | b'$'..=b'.' | b';' | b'=' | b'_' | b'~')
+        };
         if host.is_empty() || !host.bytes().all(reg_name) {
             return None;
         }
@@ -92,7 +96,8 @@ mod tests {
         assert_eq!(host_of("user@host"), Err(RequestHostError::Malformed));
         assert_eq!(host_of("host:port"), Err(RequestHostError::Malformed));
         for malformed in [
-            "", ":80", "a.test:", "a:1:2", "[::1", "[]", "[::1]x", "a\"b", "a/b", "a:99999",
+            "", ":80", "a.test:", "a:1:2", "[::1", "[]", "[::1]x", "a\"b", "a/b", "a:99999", "a#b",
+            "a[b", "a^b",
         ] {
             assert_eq!(
                 host_of(malformed),
@@ -101,6 +106,8 @@ mod tests {
             );
         }
         assert_eq!(host_of("[::1]").unwrap(), "[::1]");
+        let every_allowed = "a-b.c_d~e!f$g&h'i(j)k*l+m,n;o=p%41";
+        assert_eq!(host_of(every_allowed).unwrap(), every_allowed);
         assert_eq!(host_of("127.0.0.1:80").unwrap(), "127.0.0.1");
         let missing = Request::builder().uri("/").body(()).unwrap();
         assert_eq!(request_host(&missing), Err(RequestHostError::Missing));
