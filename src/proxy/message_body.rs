@@ -97,9 +97,43 @@ impl BodyState {
     }
 }
 
+/// A `Content-Length` value (or one element of a list of them): plain digits only, no sign
+/// or space, and few enough to fit a `u64`. Both heads we read are held to this; anything
+/// looser is how two readers of one message come to disagree on its length.
+pub fn content_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        digits
+            .iter()
+            .fold(0u64, |n, &digit| n * 10 + u64::from(digit - b'0')),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_length_of_plain_digits_only() {
+        assert_eq!(content_length(b"0"), Some(0));
+        assert_eq!(
+            content_length(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        for refused in [
+            &b""[..],
+            b"-1",
+            b"+3",
+            b"0x10",
+            b" 3",
+            b"1 2",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(content_length(refused), None, "{refused:?}");
+        }
+    }
 
     fn data(step: Step) -> Bytes {
         match step {

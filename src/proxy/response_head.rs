@@ -15,7 +15,7 @@ use http::{Method, StatusCode};
 
 use super::header_block::{self, BlockError, MAX_HEADERS, MAX_HEAD_LEN};
 use super::headers::{self, KnownField};
-use super::message_body::Framing;
+use super::message_body::{self, Framing};
 use super::target_fields::TargetFields;
 
 /// A parsed head: the status and the fields to pass on, how the body is framed, and
@@ -212,13 +212,8 @@ fn agreed_length<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<u6
     let mut length = None;
     for value in values {
         for element in value.split(|&b| b == b',') {
-            let element = element.trim_ascii();
-            if element.is_empty() || element.len() > 19 || !element.iter().all(u8::is_ascii_digit) {
-                return Err(HeadError::InvalidContentLength);
-            }
-            let parsed = element
-                .iter()
-                .fold(0u64, |n, &digit| n * 10 + u64::from(digit - b'0'));
+            let parsed = message_body::content_length(element.trim_ascii())
+                .ok_or(HeadError::InvalidContentLength)?;
             if length.is_some_and(|known| known != parsed) {
                 return Err(HeadError::InvalidContentLength);
             }

@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, Method, Request, StatusCode, Uri, Version};
 use crate::proxy::header_block::{self, BlockError, Spans, MAX_HEAD_LEN};
 use crate::proxy::header_maps;
 use crate::proxy::headers;
-use crate::proxy::message_body::Framing;
+use crate::proxy::message_body::{self, Framing};
 
 /// The longest request target the `http` crate's `Uri` takes.
 const MAX_URI_LEN: usize = 65534;
@@ -185,13 +185,8 @@ fn framing(
     }
     let mut length = None;
     for value in headers.get_all(CONTENT_LENGTH) {
-        let digits = value.as_bytes();
-        if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-            return Err(HeadError::InvalidContentLength);
-        }
-        let parsed = digits
-            .iter()
-            .fold(0u64, |n, &digit| n * 10 + u64::from(digit - b'0'));
+        let parsed = message_body::content_length(value.as_bytes())
+            .ok_or(HeadError::InvalidContentLength)?;
         if length.is_some_and(|known| known != parsed) {
             return Err(HeadError::InvalidContentLength);
         }
