@@ -7,7 +7,8 @@
 //! context switches (the profile showed the kernel's scheduler above any of our code). A
 //! worker keeps a connection for its whole life, so wake-ups stay on one thread, as in
 //! nginx's worker processes. Every worker accepts on the same listening sockets; the kernel
-//! hands each connection to one of them. The router, metrics and TLS acceptor are shared
+//! hands each connection to one of them, and a worker ahead of the others hands it on
+//! (`proxy::Handoff`). The router, metrics and TLS acceptor are shared
 //! (`Arc`, read without locks on the request path); the control plane, health checks and
 //! ACME stay on the main runtime.
 
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
-use crate::proxy::{self, Handler, ListenerInfo};
+use crate::proxy::{self, Handler, Handoff, ListenerInfo, WorkerLoads};
 use crate::router::Router;
 use crate::tls::HttpsAcceptor;
 
@@ -43,20 +44,31 @@ pub struct DataPlane {
     workers: Vec<JoinHandle<()>>,
 }
 
-fn clone_all(listeners: &[std::net::TcpListener]) -> Result<Vec<std::net::TcpListener>, String> {
-    listeners
-        .iter()
-        .map(|l| {
-            l.try_clone()
-                .map_err(|e| format!("cannot share a listening socket with a worker: {e}"))
-        })
-        .collect()
+/// A worker's copy of a listening socket, and its end of that socket's handoff.
+type Listener = (std::net::TcpListener, Handoff);
+
+/// Each worker's copies of `listeners`, with their handoffs: one list per worker.
+fn share(
+    listeners: &[std::net::TcpListener],
+    loads: &Arc<WorkerLoads>,
+    workers: usize,
+) -> Result<Vec<Vec<Listener>>, String> {
+    let mut shared: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
+    for listener in listeners {
+        for (copies, handoff) in shared.iter_mut().zip(Handoff::for_workers(loads)) {
+            let copy = listener
+                .try_clone()
+                .map_err(|e| format!("cannot share a listening socket with a worker: {e}"))?;
+            copies.push((copy, handoff));
+        }
+    }
+    Ok(shared)
 }
 
 /// One worker's life: serve until `shutdown`, drain, then close upgraded connections.
 async fn work(
-    http: Vec<std::net::TcpListener>,
-    https: Vec<std::net::TcpListener>,
+    http: Vec<Listener>,
+    https: Vec<Listener>,
     sockets: (ListenerInfo, ListenerInfo),
     shared: Shared,
     shutdown: CancellationToken,
@@ -69,24 +81,26 @@ async fn work(
     let flusher = tokio::spawn(crate::logging::flush_periodically(shutdown.clone()));
     tokio::spawn(Arc::clone(&handler).sweep_idle_upstreams(shutdown.clone()));
     let loops = TaskTracker::new();
-    let tokio_listener = |listener| match TcpListener::from_std(listener) {
-        Ok(listener) => Some(listener),
+    let tokio_listener = |(listener, handoff)| match TcpListener::from_std(listener) {
+        Ok(listener) => Some((listener, handoff)),
         Err(error) => {
             tracing::error!(error = %error, "A worker cannot use a listening socket");
             None
         }
     };
-    for listener in http.into_iter().filter_map(tokio_listener) {
+    for (listener, handoff) in http.into_iter().filter_map(tokio_listener) {
         loops.spawn(proxy::serve(
             listener,
+            handoff,
             Arc::clone(&handler),
             sockets.0,
             shutdown.clone(),
         ));
     }
-    for listener in https.into_iter().filter_map(tokio_listener) {
+    for (listener, handoff) in https.into_iter().filter_map(tokio_listener) {
         loops.spawn(proxy::serve_tls(
             listener,
+            handoff,
             Arc::clone(&handler),
             sockets.1,
             Arc::clone(&shared.tls),
@@ -109,9 +123,11 @@ impl DataPlane {
         shutdown: &CancellationToken,
     ) -> Result<Self, String> {
         let count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let loads = WorkerLoads::new(count);
+        let http = share(&sockets.http, &loads, count)?;
+        let https = share(&sockets.https, &loads, count)?;
         let mut workers = Vec::with_capacity(count);
-        for index in 0..count {
-            let (http, https) = (clone_all(&sockets.http)?, clone_all(&sockets.https)?);
+        for (index, (http, https)) in http.into_iter().zip(https).enumerate() {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -16,6 +16,7 @@ mod extended_connect;
 mod forward;
 mod forwarded_headers;
 mod handler;
+mod handoff;
 mod header_block;
 mod header_maps;
 mod headers;
@@ -40,5 +41,6 @@ mod upstream_connection;
 mod upstream_pool;
 
 pub use handler::Handler;
+pub use handoff::{Handoff, WorkerLoads};
 pub use request_log::ListenerInfo;
 pub use server::{serve, serve_tls};

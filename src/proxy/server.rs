@@ -5,6 +5,8 @@
 //! client never holds up the accept loop), as HTTP/2 (with WebSockets by extended CONNECT,
 //! RFC 8441) or HTTP/1.1 by ALPN. An `acme-tls/1` handshake is a TLS-ALPN-01 validation: it ends once the
 //! handshake has shown the challenge certificate.
+//! A worker serves the connections it accepts unless it already serves more than its share;
+//! then it hands them to another worker (`handoff`).
 //! At shutdown the listener stops accepting, each connection is told to finish its current
 //! request and close (idle keep-alive connections close at once; a new one that has not
 //! sent its first request yet gets `FIRST_REQUEST_GRACE` to do so), and requests in flight
@@ -28,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use super::body::ProxyBody;
 use super::client;
 use super::handler::Handler;
+use super::handoff::{Handoff, Placed};
 use super::request_body::RequestBody;
 use super::request_log::{ListenerInfo, Peer};
 use crate::tls::{HttpsAcceptor, ACME_TLS_ALPN};
@@ -98,10 +101,12 @@ async fn drive<C, E>(
     }
 }
 
-/// Accepts until `shutdown`, handing each connection to `serve_connection` in a tracked
-/// task, then waits (up to the grace period) for those tasks.
+/// Accepts until `shutdown`, serving each connection this worker keeps, and each one another
+/// worker hands over, with `serve_connection` in a tracked task; then waits (up to the grace
+/// period) for those tasks.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
+    mut handoff: Handoff,
     info: ListenerInfo,
     shutdown: CancellationToken,
     serve_connection: F,
@@ -110,10 +115,23 @@ async fn accept_loop<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let connections = TaskTracker::new();
+    let serve = |placed: Placed| {
+        let _ = placed.stream.set_nodelay(true);
+        let peer = Peer {
+            listener: info,
+            client: placed.client,
+        };
+        let served = serve_connection(placed.stream, peer, shutdown.clone());
+        let load = placed.load;
+        connections.spawn(async move {
+            served.await;
+            drop(load);
+        });
+    };
     loop {
-        let (stream, client) = tokio::select! {
+        let placed = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok((stream, client)) => handoff.place(stream, client),
                 Err(error) => {
                     // Out of file descriptors and similar: back off instead of spinning.
                     tracing::error!(error = %error, "Failed to accept a connection");
@@ -121,16 +139,15 @@ async fn accept_loop<F, Fut>(
                     continue;
                 }
             },
+            moved = handoff.next_moved() => moved,
             () = shutdown.cancelled() => break,
         };
-        let _ = stream.set_nodelay(true);
-        let peer = Peer {
-            listener: info,
-            client,
-        };
-        connections.spawn(serve_connection(stream, peer, shutdown.clone()));
+        if let Some(placed) = placed {
+            serve(placed);
+        }
     }
     drop(listener);
+    handoff.close().into_iter().for_each(serve);
     connections.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
         .await
@@ -143,13 +160,18 @@ async fn accept_loop<F, Fut>(
 /// Serves plain HTTP on `listener` until `shutdown` is cancelled, then drains its connections.
 pub async fn serve(
     listener: TcpListener,
+    handoff: Handoff,
     handler: Arc<Handler>,
     info: ListenerInfo,
     shutdown: CancellationToken,
 ) {
-    accept_loop(listener, info, shutdown, move |stream, peer, shutdown| {
-        client::serve(stream, peer, Arc::clone(&handler), shutdown)
-    })
+    accept_loop(
+        listener,
+        handoff,
+        info,
+        shutdown,
+        move |stream, peer, shutdown| client::serve(stream, peer, Arc::clone(&handler), shutdown),
+    )
     .await;
 }
 
@@ -157,46 +179,54 @@ pub async fn serve(
 /// Takes any bound listener, so a socket systemd passed in serves the same way.
 pub async fn serve_tls(
     listener: TcpListener,
+    handoff: Handoff,
     handler: Arc<Handler>,
     info: ListenerInfo,
     acceptor: Arc<HttpsAcceptor>,
     shutdown: CancellationToken,
 ) {
-    accept_loop(listener, info, shutdown, move |stream, peer, shutdown| {
-        let first_request = CancellationToken::new();
-        let service = connection_service(&handler, peer, &first_request);
-        let acceptor = Arc::clone(&acceptor);
-        async move {
-            let mut stream = tokio::select! {
-                result = acceptor.accept(stream) => match result {
-                    Ok(stream) => stream,
-                    Err(error) => {
-                        tracing::debug!(error = %error, "TLS handshake failed");
-                        return;
-                    }
-                },
-                () = shutdown.cancelled() => return,
-            };
-            if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
-                let _ = stream.shutdown().await;
-                return;
+    accept_loop(
+        listener,
+        handoff,
+        info,
+        shutdown,
+        move |stream, peer, shutdown| {
+            let first_request = CancellationToken::new();
+            let service = connection_service(&handler, peer, &first_request);
+            let acceptor = Arc::clone(&acceptor);
+            async move {
+                let mut stream = tokio::select! {
+                    result = acceptor.accept(stream) => match result {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            tracing::debug!(error = %error, "TLS handshake failed");
+                            return;
+                        }
+                    },
+                    () = shutdown.cancelled() => return,
+                };
+                if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder.http1().timer(TokioTimer::new());
+                // Advertise RFC 8441 so browsers open WebSockets as streams of this connection.
+                builder
+                    .http2()
+                    .timer(TokioTimer::new())
+                    .enable_connect_protocol();
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                drive(
+                    connection,
+                    |c| c.graceful_shutdown(),
+                    shutdown,
+                    first_request,
+                )
+                .await;
             }
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new());
-            // Advertise RFC 8441 so browsers open WebSockets as streams of this connection.
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .enable_connect_protocol();
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            drive(
-                connection,
-                |c| c.graceful_shutdown(),
-                shutdown,
-                first_request,
-            )
-            .await;
-        }
-    })
+        },
+    )
     .await;
 }
