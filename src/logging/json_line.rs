@@ -106,41 +106,43 @@ fn word_needs_escape(word: u64) -> bool {
     control | quote | backslash != 0
 }
 
-fn word_at(bytes: &[u8], index: usize) -> u64 {
-    let mut word = [0; 8];
-    word.copy_from_slice(&bytes[index..index + 8]);
-    u64::from_le_bytes(word)
-}
-
-/// Whether any byte of `bytes` needs escaping: eight at a time, the last eight overlapping
-/// the ones before when the length is not a multiple of eight.
-fn any_needs_escape(bytes: &[u8]) -> bool {
-    if bytes.len() < 8 {
-        return bytes.iter().any(|&byte| needs_escape(byte));
-    }
-    let last = bytes.len() - 8;
-    (0..last)
-        .step_by(8)
-        .any(|index| word_needs_escape(word_at(bytes, index)))
-        || word_needs_escape(word_at(bytes, last))
-}
-
 /// Appends a string's value, after the key and opening quote, and its closing quote. Kept
 /// out of line: it is the bulk of a field and the same for every one.
 #[inline(never)]
 fn push_string_rest(out: &mut Vec<u8>, value: &str) {
-    push_escaped(out, value);
+    let bytes = value.as_bytes();
+    if any_needs_escape(bytes) {
+        push_escaped(out, bytes);
+    } else {
+        out.extend_from_slice(bytes);
+    }
     out.push(b'"');
 }
 
-/// Appends `value` escaped for the inside of a JSON string. Nearly every value needs no
-/// escaping and is copied whole; the others are copied run by run between the bytes that do.
-fn push_escaped(out: &mut Vec<u8>, value: &str) {
-    let bytes = value.as_bytes();
-    if !any_needs_escape(bytes) {
-        out.extend_from_slice(bytes);
-        return;
+/// Whether any byte of `bytes` needs escaping: eight at a time, the last eight overlapping
+/// the ones before when the length is not a multiple of eight; a short value byte by byte.
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    let Some(last) = bytes.len().checked_sub(8) else {
+        return bytes.iter().any(|&byte| needs_escape(byte));
+    };
+    let word_at = |index: usize| {
+        let mut word = [0; 8];
+        word.copy_from_slice(&bytes[index..index + 8]);
+        word_needs_escape(u64::from_le_bytes(word))
+    };
+    let mut index = 0;
+    while index < last {
+        if word_at(index) {
+            return true;
+        }
+        index += 8;
     }
+    word_at(last)
+}
+
+/// Appends `bytes` (UTF-8) escaped for the inside of a JSON string, run by run between the
+/// bytes that need it. Only ASCII bytes are ever escaped, so UTF-8 sequences pass whole.
+fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     for (index, &byte) in bytes.iter().enumerate() {
         let escaped: &[u8] = match byte {
@@ -181,8 +183,7 @@ mod tests {
 
     fn quoted(value: &str) -> String {
         let mut out = b"\"".to_vec();
-        push_escaped(&mut out, value);
-        out.push(b'"');
+        push_string_rest(&mut out, value);
         String::from_utf8(out).unwrap()
     }
 

@@ -16,8 +16,8 @@ use super::request_head::HeaderLines;
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
 
-/// Room for `t=` and the digits of any `u128`.
-const START_CAPACITY: usize = 2 + 39;
+/// Room for `t=` and the digits of any `u64`.
+const START_CAPACITY: usize = 2 + 20;
 
 /// The request's id, as logged and as the target sees it.
 #[derive(Clone)]
@@ -69,7 +69,10 @@ impl RequestStamp {
             let mut start = [0; START_CAPACITY];
             start[..2].copy_from_slice(b"t=");
             let mut digits = itoa::Buffer::new();
-            let digits = digits.format(now_unix_ms).as_bytes();
+            // As a u64: formatting a u128 costs twice as much, for digits never needed.
+            let digits = digits
+                .format(u64::try_from(now_unix_ms).unwrap_or(u64::MAX))
+                .as_bytes();
             start[2..2 + digits.len()].copy_from_slice(digits);
             (start, 2 + digits.len())
         });
