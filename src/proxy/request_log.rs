@@ -203,15 +203,36 @@ impl Entry {
         stamp: &RequestStamp,
         logged: &[LoggedHeader],
     ) {
-        for header in logged {
-            let mut values = headers.get_all(&header.name).iter();
-            let value = match (stamp.added(&header.name), values.next(), values.next()) {
-                (Some(added), _, _) => HeaderValue::from_bytes(added).ok(),
-                // Nearly always: one value, shared rather than copied.
-                (None, Some(value), None) => Some(value.clone()),
-                (None, _, _) => joined(headers, &header.name),
-            };
-            self.extra.push((Arc::clone(header.key()), value));
+        let first = self.extra.len();
+        self.extra.extend(logged.iter().map(|header| {
+            let added = stamp.added(&header.name);
+            (
+                Arc::clone(header.key()),
+                added.and_then(|value| HeaderValue::from_bytes(value).ok()),
+            )
+        }));
+        let slots = &mut self.extra[first..];
+        // One pass over the request's fields, as in `new`, rather than a lookup (a hash of
+        // the name) per logged header; a header sent more than once is joined afterwards.
+        let mut repeated = false;
+        for (name, value) in headers {
+            for ((_, slot), header) in slots.iter_mut().zip(logged) {
+                if header.name != name || stamp.added(&header.name).is_some() {
+                    continue;
+                }
+                match slot {
+                    // Nearly always: one value, shared rather than copied.
+                    None => *slot = Some(value.clone()),
+                    Some(_) => repeated = true,
+                }
+            }
+        }
+        if repeated {
+            for ((_, slot), header) in slots.iter_mut().zip(logged) {
+                if stamp.added(&header.name).is_none() {
+                    *slot = joined(headers, &header.name);
+                }
+            }
         }
     }
 
