@@ -171,7 +171,7 @@ where
 /// The daemon's metrics; shared by the data plane (recording) and `/metrics` (reading).
 #[derive(Default)]
 pub struct Metrics {
-    services: RwLock<HashMap<Box<str>, Arc<ServiceSeries>>>,
+    services: RwLock<HashMap<Box<str>, Arc<ServiceSeries>, BuildSeriesHasher>>,
     /// Requests no service took: counted with `service=""`, never in flight (as in Go).
     unrouted: Arc<ServiceSeries>,
 }

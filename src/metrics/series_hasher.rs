@@ -1,8 +1,10 @@
-//! `SeriesHasher`: the hash of a service's (method, status) key, looked up once per request.
+//! `SeriesHasher`: the hash of the keys metrics are looked up by, twice per request: a
+//! service's name, then its (method, status).
 //!
 //! std's default SipHash resists keys chosen to collide, at about two hundred instructions
-//! a lookup; these keys are a method label and a status code, a few thousand values at
-//! most, nothing a client could use to flood one bucket. One multiply per part is enough.
+//! a lookup; these keys are names the operator deploys and a method label with a status
+//! code, a few thousand values at most, nothing a client could use to flood one bucket.
+//! One multiply per part is enough.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
