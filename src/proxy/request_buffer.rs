@@ -57,5 +57,8 @@ async fn fill(
     parts
         .headers
         .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    Ok(Request::from_parts(parts, RelayBody::Buffered(body)))
+    Ok(Request::from_parts(
+        parts,
+        RelayBody::Buffered(Box::new(body)),
+    ))
 }

@@ -37,7 +37,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 struct Idle {
-    connection: UpstreamConnection,
+    connection: Box<UpstreamConnection>,
     since: Instant,
 }
 
@@ -100,7 +100,7 @@ pub struct Checkin {
 }
 
 impl Checkin {
-    pub fn give_back(self, connection: UpstreamConnection) {
+    pub fn give_back(self, connection: Box<UpstreamConnection>) {
         let mut idle = self.pool.lock();
         let list = match idle.by_target.get_mut(self.target.as_str()) {
             Some(list) => list,
@@ -163,7 +163,7 @@ impl UpstreamPool {
     fn response(
         &self,
         target: &Authority,
-        connection: UpstreamConnection,
+        connection: Box<UpstreamConnection>,
         exchanged: Exchanged,
     ) -> ProxyResponse<UpstreamBody> {
         let Exchanged { head, reusable } = exchanged;
@@ -180,7 +180,7 @@ impl UpstreamPool {
     }
 
     /// The newest idle connection to `target` that can take a request right now.
-    fn take_idle(&self, target: &Authority) -> Option<UpstreamConnection> {
+    fn take_idle(&self, target: &Authority) -> Option<Box<UpstreamConnection>> {
         let now = Instant::now();
         let mut idle = self.lock();
         let list = idle.by_target.get_mut(target.as_str())?;
