@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use crate::error_chain::error_chain;
+use http::request::Parts;
 use http::uri::{Authority, PathAndQuery};
-use http::{Request, StatusCode, Uri, Version};
+use http::{StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -117,11 +118,18 @@ impl ForwardError {
     }
 }
 
+/// A request on its way to the target: its head, lent by the handler, which keeps it (a
+/// head moved into each layer's future was copied at every step), and its body.
+pub struct Outgoing<'a> {
+    pub head: &'a mut Parts,
+    pub body: RequestBody,
+}
+
 /// Points the request at the target's path: origin-form URI, HTTP/1.1 upstream (the
 /// connection, chosen by the pool, says which target).
-pub fn retarget<B>(request: &mut Request<B>, path: PathAndQuery) {
-    *request.uri_mut() = Uri::from(path);
-    *request.version_mut() = Version::HTTP_11;
+pub fn retarget(head: &mut Parts, path: PathAndQuery) {
+    head.uri = Uri::from(path);
+    head.version = Version::HTTP_11;
 }
 
 /// Sends `request`, with the headers the proxy `added`, to the target and returns its
@@ -130,7 +138,7 @@ pub fn retarget<B>(request: &mut Request<B>, path: PathAndQuery) {
 pub async fn send(
     pool: &UpstreamPool,
     deadlines: &DeadlineTimers,
-    request: Request<RequestBody>,
+    request: Outgoing<'_>,
     options: &TargetOptions,
     spill_dir: &Arc<SpillDir>,
     guard: &InflightGuard,
@@ -158,18 +166,19 @@ async fn exchange(
     pool: &UpstreamPool,
     deadlines: &DeadlineTimers,
     target: &Authority,
-    request: Request<RequestBody>,
+    request: Outgoing<'_>,
     options: &TargetOptions,
     spill_dir: &Arc<SpillDir>,
     added: &AddedHeaders<'_>,
 ) -> Result<ProxyResponse<ResponseBody>, ForwardError> {
-    let request = if options.buffer_requests {
-        request_buffer::buffer(request, options, spill_dir).await?
+    let Outgoing { head, body } = request;
+    let body = if options.buffer_requests {
+        request_buffer::buffer(head, body, options, spill_dir).await?
     } else {
-        request.map(RelayBody::Streamed)
+        RelayBody::Streamed(body)
     };
     let mut deadline = deadlines.after(options.response_timeout);
-    let mut sent = pin!(pool.send(target, request, added));
+    let mut sent = pin!(pool.send(target, head, body, added));
     let sent = poll_fn(|cx| match sent.as_mut().poll(cx) {
         Poll::Ready(sent) => Poll::Ready(Some(sent)),
         Poll::Pending => Pin::new(&mut deadline).poll(cx).map(|()| None),

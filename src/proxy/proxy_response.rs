@@ -1,8 +1,8 @@
 //! `ProxyResponse`: a response on its way to the client, the target's header fields still as
 //! text (`TargetFields`) until something needs them in a map.
 //!
-//! The `http::Response` inside holds the status and the headers the proxy set itself; a
-//! proxied response's own fields come ahead of those. Reads go through `HeaderValues`, which
+//! The head (the `http::response::Parts`) holds the status and the headers the proxy set
+//! itself; a proxied response's own fields come ahead of those. Reads go through `HeaderValues`, which
 //! sees both. A change, or a server that needs every header in a map (hyper, for HTTPS), goes
 //! through `headers_mut` or `into_http`, which first take the target's fields into the map,
 //! so whatever holds the map sees all the headers. Our HTTP/1.1 server writes the text as is.
@@ -33,30 +33,45 @@ impl HeaderValues for HeaderMap {
 impl<B> HeaderValues for ProxyResponse<B> {
     /// The target's first, then the proxy's.
     fn values_of<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.target_fields
+        self.head
+            .target_fields
             .get_all(name)
-            .chain(self.response.headers().values_of(name))
+            .chain(self.head.parts.headers.values_of(name))
     }
 
     /// Noted as the fields were kept, not looked for.
     fn content_type(&self) -> Option<&[u8]> {
-        self.target_fields
+        self.head
+            .target_fields
             .content_type()
-            .or_else(|| self.response.headers().content_type())
+            .or_else(|| self.head.parts.headers.content_type())
     }
 }
 
 pub struct ProxyResponse<B> {
-    response: Response<B>,
+    /// Boxed: the response is moved at every layer between the target and the client, and
+    /// its head is most of its size. Moving a pointer is free; copying the head was the
+    /// largest share of the proxy's `memcpy`s.
+    head: Box<Head>,
+    body: B,
+}
+
+/// The status and the proxy's own headers, and the target's fields.
+struct Head {
+    parts: http::response::Parts,
     /// Empty once taken into the map.
     target_fields: TargetFields,
 }
 
 impl<B> From<Response<B>> for ProxyResponse<B> {
     fn from(response: Response<B>) -> Self {
+        let (parts, body) = response.into_parts();
         ProxyResponse {
-            response,
-            target_fields: TargetFields::default(),
+            head: Box::new(Head {
+                parts,
+                target_fields: TargetFields::default(),
+            }),
+            body,
         }
     }
 }
@@ -64,58 +79,64 @@ impl<B> From<Response<B>> for ProxyResponse<B> {
 impl<B> ProxyResponse<B> {
     /// A target's response: its status and fields, and `body`.
     pub fn from_target(status: StatusCode, target_fields: TargetFields, body: B) -> Self {
-        let mut response = Response::new(body);
-        *response.status_mut() = status;
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts.status = status;
         ProxyResponse {
-            response,
-            target_fields,
+            head: Box::new(Head {
+                parts,
+                target_fields,
+            }),
+            body,
         }
     }
 
     pub fn status(&self) -> StatusCode {
-        self.response.status()
+        self.head.parts.status
     }
 
     pub fn set_status(&mut self, status: StatusCode) {
-        *self.response.status_mut() = status;
+        self.head.parts.status = status;
     }
 
     pub fn body(&self) -> &B {
-        self.response.body()
+        &self.body
     }
 
     pub fn body_mut(&mut self) -> &mut B {
-        self.response.body_mut()
+        &mut self.body
     }
 
     pub fn map<C>(self, f: impl FnOnce(B) -> C) -> ProxyResponse<C> {
         ProxyResponse {
-            response: self.response.map(f),
-            target_fields: self.target_fields,
+            head: self.head,
+            body: f(self.body),
         }
     }
 
     /// The response without its body, and the body.
     pub fn into_parts(self) -> (ProxyResponse<()>, B) {
-        let (parts, body) = self.response.into_parts();
         let head = ProxyResponse {
-            response: Response::from_parts(parts, ()),
-            target_fields: self.target_fields,
+            head: self.head,
+            body: (),
         };
-        (head, body)
+        (head, self.body)
     }
 
     /// For the writer: the status and the proxy's headers, the target's fields, the body.
     pub fn into_wire_parts(self) -> (http::response::Parts, TargetFields, B) {
-        let (parts, body) = self.response.into_parts();
-        (parts, self.target_fields, body)
+        let Head {
+            parts,
+            target_fields,
+        } = *self.head;
+        (parts, target_fields, self.body)
     }
 
     /// All the headers, as a map to change.
     pub fn headers_mut(&mut self) -> &mut HeaderMap {
-        if !self.target_fields.is_empty() {
-            let target_fields = std::mem::take(&mut self.target_fields);
-            let headers = self.response.headers_mut();
+        let head = &mut *self.head;
+        if !head.target_fields.is_empty() {
+            let target_fields = std::mem::take(&mut head.target_fields);
+            let headers = &mut head.parts.headers;
             let own = std::mem::replace(headers, header_maps::take(0));
             target_fields.append_to(headers);
             // The proxy's own headers after the target's; a repeated name comes as `None`.
@@ -129,13 +150,13 @@ impl<B> ProxyResponse<B> {
                 }
             }
         }
-        self.response.headers_mut()
+        &mut head.parts.headers
     }
 
     /// The response with every header in its map.
     pub fn into_http(mut self) -> Response<B> {
         self.headers_mut();
-        self.response
+        Response::from_parts(self.head.parts, self.body)
     }
 }
 
@@ -154,8 +175,9 @@ mod tests {
     fn reads_the_target_fields_then_the_proxy_headers() {
         let mut response = proxied();
         response
-            .response
-            .headers_mut()
+            .head
+            .parts
+            .headers
             .append(SET_COOKIE, HeaderValue::from_static("kamal-writer=1"));
         let cookies: Vec<_> = response.values_of(&SET_COOKIE).collect();
         assert_eq!(cookies, [&b"a=1"[..], b"kamal-writer=1"]);
@@ -165,7 +187,7 @@ mod tests {
     #[test]
     fn takes_the_target_fields_into_the_map_before_a_change() {
         let mut response = proxied();
-        let headers = response.response.headers_mut();
+        let headers = &mut response.head.parts.headers;
         headers.append(CONNECTION, HeaderValue::from_static("close"));
         headers.append(SET_COOKIE, HeaderValue::from_static("c=3"));
         headers.append(SET_COOKIE, HeaderValue::from_static("d=4"));

@@ -18,10 +18,12 @@ use super::spill_buffer::SpilledBody;
 use super::upstream_body::UpstreamBody;
 
 /// `B` is the streamed body: the client's `RequestBody` on the way up, the target's
-/// `UpstreamBody` on the way down.
+/// `UpstreamBody` on the way down. A buffered body is boxed: it is the rare case, several
+/// times the size of a streamed one, and the body rides in every future and response on the
+/// request's path, each move of it a copy of the largest variant.
 pub enum RelayBody<B = RequestBody> {
     Streamed(B),
-    Buffered(SpilledBody),
+    Buffered(Box<SpilledBody>),
 }
 
 /// A response body as it comes back from a target.

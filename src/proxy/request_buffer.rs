@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use http::header::{HeaderValue, CONTENT_LENGTH};
-use http::Request;
+use http::request::Parts;
 use http_body::Body;
 
 use super::forward::ForwardError;
@@ -19,31 +19,32 @@ use super::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
 use crate::error_chain::error_chain;
 use crate::service::options::TargetOptions;
 
+/// The body to send, for the request whose head is `head` (which gains the length).
 pub async fn buffer(
-    request: Request<RequestBody>,
+    head: &mut Parts,
+    body: RequestBody,
     options: &TargetOptions,
     dir: &Arc<SpillDir>,
-) -> Result<Request<RelayBody>, ForwardError> {
-    let (parts, body) = request.into_parts();
+) -> Result<RelayBody, ForwardError> {
     let limit = options.max_request_body_size;
     if limit > 0 && body.size_hint().lower() > limit {
         return Err(ForwardError::RequestTooLarge);
     }
     if body.is_end_stream() {
         // Nothing to hold (and an upgrade request keeps its connection untouched).
-        return Ok(Request::from_parts(parts, RelayBody::Streamed(body)));
+        return Ok(RelayBody::Streamed(body));
     }
     // Reading a body is rarer, and its future large: boxed, so it does not weigh on every
     // request.
-    Box::pin(fill(parts, body, options, dir)).await
+    Box::pin(fill(head, body, options, dir)).await
 }
 
 async fn fill(
-    mut parts: http::request::Parts,
+    head: &mut Parts,
     body: RequestBody,
     options: &TargetOptions,
     dir: &Arc<SpillDir>,
-) -> Result<Request<RelayBody>, ForwardError> {
+) -> Result<RelayBody, ForwardError> {
     let limit = options.max_request_body_size;
     let buffer = SpillBuffer::new(Arc::clone(dir), options.max_memory_buffer_size, limit);
     let body = buffer
@@ -54,8 +55,7 @@ async fn fill(
             FillError::Spill(SpillError::TooLarge(_)) => ForwardError::RequestTooLarge,
             FillError::Spill(error) => ForwardError::Spill(error_chain(&error)),
         })?;
-    parts
-        .headers
+    head.headers
         .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    Ok(Request::from_parts(parts, RelayBody::Buffered(body)))
+    Ok(RelayBody::Buffered(Box::new(body)))
 }

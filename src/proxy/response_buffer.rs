@@ -57,7 +57,7 @@ async fn fill(
             FillError::Spill(SpillError::TooLarge(_)) => ForwardError::ResponseTooLarge,
             FillError::Spill(error) => ForwardError::Spill(error_chain(&error)),
         })?;
-    Ok(head.map(|()| RelayBody::Buffered(body)))
+    Ok(head.map(|()| RelayBody::Buffered(Box::new(body))))
 }
 
 /// Whether the media type of `content_type` (before any `;` parameters) is

@@ -34,7 +34,7 @@ pub enum UpstreamBodyError {
 pub struct UpstreamBody {
     state: BodyState,
     /// The connection, until the body is over (or handed to a tunnel).
-    connection: Option<UpstreamConnection>,
+    connection: Option<Box<UpstreamConnection>>,
     /// Where the connection goes when the body is over; `None` if it cannot be reused.
     checkin: Option<Checkin>,
 }
@@ -47,7 +47,11 @@ pub struct TargetTunnel {
 }
 
 impl UpstreamBody {
-    pub fn new(framing: Framing, connection: UpstreamConnection, checkin: Option<Checkin>) -> Self {
+    pub fn new(
+        framing: Framing,
+        connection: Box<UpstreamConnection>,
+        checkin: Option<Checkin>,
+    ) -> Self {
         let mut body = UpstreamBody {
             state: BodyState::new(framing),
             connection: Some(connection),
@@ -60,7 +64,7 @@ impl UpstreamBody {
     }
 
     /// The body of a 101 response: none, and the connection kept for the tunnel.
-    pub fn upgraded(connection: UpstreamConnection) -> Self {
+    pub fn upgraded(connection: Box<UpstreamConnection>) -> Self {
         UpstreamBody {
             state: BodyState::Done,
             connection: Some(connection),

@@ -62,16 +62,18 @@ pub struct Exchanged {
 }
 
 impl UpstreamConnection {
-    pub async fn connect(target: &Authority) -> io::Result<Self> {
+    /// Boxed: a connection is made once and serves many requests, and the response body
+    /// that holds it during each is moved several times on its way to the client.
+    pub async fn connect(target: &Authority) -> io::Result<Box<Self>> {
         let stream = TcpStream::connect(target.as_str()).await?;
         stream.set_nodelay(true)?;
         let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
         // Best effort: without probes a vanished host is still noticed by the target timeout.
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        Ok(UpstreamConnection {
+        Ok(Box::new(UpstreamConnection {
             stream,
             buf: BytesMut::new(),
-        })
+        }))
     }
 
     /// Whether an idle connection can take a request: nothing arrived on it since its last

@@ -18,8 +18,9 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use http::request::Parts;
 use http::uri::Authority;
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use http_body::Body;
 
 use super::header_maps;
@@ -37,7 +38,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 struct Idle {
-    connection: UpstreamConnection,
+    connection: Box<UpstreamConnection>,
     since: Instant,
 }
 
@@ -100,7 +101,7 @@ pub struct Checkin {
 }
 
 impl Checkin {
-    pub fn give_back(self, connection: UpstreamConnection) {
+    pub fn give_back(self, connection: Box<UpstreamConnection>) {
         let mut idle = self.pool.lock();
         let list = match idle.by_target.get_mut(self.target.as_str()) {
             Some(list) => list,
@@ -124,19 +125,20 @@ impl UpstreamPool {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends `request` (origin-form URI, `Host` set) with the headers the proxy `added` to
-    /// `target` and returns the response, whose body returns the connection to the pool
-    /// when read to the end.
+    /// Sends the request with head `parts` (origin-form URI, `Host` set; its header map is
+    /// taken, once encoded) and `body`, with the headers the proxy `added`, to `target` and
+    /// returns the response, whose body returns the connection to the pool when read to the
+    /// end.
     pub async fn send(
         &self,
         target: &Authority,
-        request: Request<RelayBody>,
+        parts: &mut Parts,
+        body: RelayBody,
         added: &AddedHeaders<'_>,
     ) -> Result<ProxyResponse<UpstreamBody>, UpstreamError> {
-        let (mut parts, body) = request.into_parts();
         let framing = BodyFraming::of(body.is_end_stream(), &body.size_hint());
         let mut head = Vec::new();
-        request_head::encode(&parts, framing, added, &mut head);
+        request_head::encode(parts, framing, added, &mut head);
         header_maps::give_back(std::mem::take(&mut parts.headers));
         let mut body = (framing != BodyFraming::None).then_some((body, framing));
         if let Some(mut connection) = self.take_idle(target) {
@@ -163,7 +165,7 @@ impl UpstreamPool {
     fn response(
         &self,
         target: &Authority,
-        connection: UpstreamConnection,
+        connection: Box<UpstreamConnection>,
         exchanged: Exchanged,
     ) -> ProxyResponse<UpstreamBody> {
         let Exchanged { head, reusable } = exchanged;
@@ -180,7 +182,7 @@ impl UpstreamPool {
     }
 
     /// The newest idle connection to `target` that can take a request right now.
-    fn take_idle(&self, target: &Authority) -> Option<UpstreamConnection> {
+    fn take_idle(&self, target: &Authority) -> Option<Box<UpstreamConnection>> {
         let now = Instant::now();
         let mut idle = self.lock();
         let list = idle.by_target.get_mut(target.as_str())?;

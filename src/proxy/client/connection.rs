@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -38,11 +38,13 @@ use super::body::{ClientBody, CONTINUE};
 use super::head::{self, HeadError, RequestHead};
 use super::io::{ClientIo, READ_RESERVE};
 use super::response::{self, Asked, Outcome};
+use crate::proxy::body::ProxyBody;
 use crate::proxy::client_upgrade::{PendingUpgrade, PlainUpgraded};
 use crate::proxy::handler::Handler;
 use crate::proxy::header_block::MAX_HEAD_LEN;
 use crate::proxy::headers;
 use crate::proxy::message_body::{BodyState, Framing};
+use crate::proxy::proxy_response::ProxyResponse;
 use crate::proxy::request_body::RequestBody;
 use crate::proxy::request_log::Peer;
 use crate::proxy::server::FIRST_REQUEST_GRACE;
@@ -76,26 +78,53 @@ pub async fn serve(
     let mut out = Vec::with_capacity(1024);
     let mut timer = pin!(tokio::time::sleep(HEADER_READ_TIMEOUT));
     let upgrade = loop {
-        let head = match connection.read_head(timer.as_mut()).await {
-            Ok(Some(head)) => head,
-            Ok(None) => return,
-            Err(HeadFailure::Refused(error)) => {
-                tracing::debug!(error = %error, "Refused a request head");
-                refuse(&io, error.status()).await;
-                return;
-            }
-            Err(HeadFailure::Io(error)) => {
-                tracing::debug!(error = %error, "Reading a request head failed");
-                return;
+        // The head is parsed in this frame and goes from here into the handler's future:
+        // returned through a helper future, its 248 bytes were copied at every level.
+        connection.rearm(timer.as_mut());
+        let mut grace_given = false;
+        let head = loop {
+            let idle = match connection.parse_head() {
+                Ok(Buffered::Head(head)) => break head,
+                Ok(Buffered::Partial) => false,
+                Ok(Buffered::Nothing) => true,
+                Err(error) => {
+                    tracing::debug!(error = %error, "Refused a request head");
+                    refuse(&io, error.status()).await;
+                    return;
+                }
+            };
+            match connection
+                .wait_for_head(timer.as_mut(), idle, &mut grace_given)
+                .await
+            {
+                Ok(Waited::Read) => {}
+                Ok(Waited::Ended) => return,
+                Err(error) => {
+                    tracing::debug!(error = %error, "Reading a request head failed");
+                    return;
+                }
             }
         };
         connection.served += 1;
-        let answered = connection.answer(head, &handler, peer, &mut out).await;
-        match (answered.outcome, answered.left) {
+        let Accepted {
+            request,
+            framing,
+            asked,
+            upgrade,
+        } = connection.accept(head);
+        let answered = {
+            // The handler's future is several KiB: it is pinned where it is made and polled
+            // there, never moved (`select!` would copy it in), and the request goes straight
+            // into it rather than through another future's frame. It is dropped before any
+            // lingering below: a request given up is logged at once.
+            let handled = pin!(handler.handle(request, peer));
+            connection.answer(handled, framing, asked, &mut out).await
+        };
+        match answered {
             (Outcome::KeepAlive, BodyLeft::Nothing) => {}
             (Outcome::KeepAlive, BodyLeft::Small) if connection.read_off_body().await => {}
             (Outcome::KeepAlive | Outcome::Close, _) => return linger_if_unread(&io).await,
-            (Outcome::Upgrade, _) => break answered.upgrade,
+            (Outcome::Upgrade, _) => break upgrade,
         }
     };
     // The request that asked for the upgrade held the last other reference to `io`.
@@ -112,12 +141,13 @@ struct Connection<'a> {
     served: u64,
 }
 
-/// What became of a request once its response was written.
-struct Answered {
-    outcome: Outcome,
-    /// Where the connection goes if this was an upgrade.
+/// A request read off the connection, ready for the handler.
+struct Accepted {
+    request: Request<RequestBody>,
+    framing: Framing,
+    asked: Asked,
+    /// Where the connection goes if this is an upgrade.
     upgrade: Option<oneshot::Sender<PlainUpgraded>>,
-    left: BodyLeft,
 }
 
 /// What the handler left of the request's body.
@@ -131,6 +161,15 @@ enum BodyLeft {
     TooMuch,
 }
 
+/// What the read buffer holds of the next request head.
+#[allow(clippy::large_enum_variant)] // made in place in `serve` and taken apart there, never moved
+enum Buffered {
+    Head(RequestHead),
+    /// Its start.
+    Partial,
+    Nothing,
+}
+
 /// What ended a wait for more of a head.
 enum Woke {
     Read(io::Result<usize>),
@@ -138,83 +177,85 @@ enum Woke {
     TimedOut,
 }
 
-enum HeadFailure {
-    Refused(HeadError),
-    Io(io::Error),
-}
-
-impl From<HeadError> for HeadFailure {
-    fn from(error: HeadError) -> Self {
-        HeadFailure::Refused(error)
-    }
+/// What a wait for more of a head came to.
+enum Waited {
+    /// More came, or the grace for a first request began: look at the buffer again.
+    Read,
+    /// The connection should end quietly (closed by the client, timed out, or shut down
+    /// while idle).
+    Ended,
 }
 
 impl Connection<'_> {
-    /// The next request head; `None` when the connection should end quietly (closed by
-    /// the client, timed out, or shut down while idle). `timer` bounds the wait: it runs
-    /// from the accept for the first head, and from about when this one began to be
-    /// awaited for the others.
-    async fn read_head(
-        &self,
-        mut timer: Pin<&mut Sleep>,
-    ) -> Result<Option<RequestHead>, HeadFailure> {
+    /// Starts the wait for the next head. `timer` bounds it: it runs from the accept for the
+    /// first head, and from about when this one began to be awaited for the others.
+    fn rearm(&self, timer: Pin<&mut Sleep>) {
         if self.served > 0 {
             // Moved only when it has fallen behind by `TIMER_SLACK`: re-arming a timer for
             // every request would cost more than the rest of this wait.
             let due = Instant::now() + HEADER_READ_TIMEOUT;
             if timer.deadline() + TIMER_SLACK < due {
-                timer.as_mut().reset(due);
-            }
-        }
-        let mut shutdown = pin!(self.shutdown.cancelled());
-        let mut grace_given = false;
-        loop {
-            let idle = {
-                let mut read = self.io.lock();
-                if !read.buf.is_empty() {
-                    if let Some(head) = head::parse(&mut read.buf)? {
-                        return Ok(Some(head));
-                    }
-                }
-                read.buf.is_empty()
-            };
-            let mut filled = pin!(self.io.fill(READ_RESERVE));
-            let woke = poll_fn(|cx| {
-                if let Poll::Ready(filled) = filled.as_mut().poll(cx) {
-                    return Poll::Ready(Woke::Read(filled));
-                }
-                if idle && !grace_given && shutdown.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Woke::Shutdown);
-                }
-                timer.as_mut().poll(cx).map(|()| Woke::TimedOut)
-            })
-            .await;
-            match woke {
-                Woke::Read(Ok(0)) | Woke::TimedOut => return Ok(None),
-                Woke::Read(Ok(_)) => {}
-                Woke::Read(Err(error)) => return Err(HeadFailure::Io(error)),
-                Woke::Shutdown if self.served > 0 => return Ok(None),
-                Woke::Shutdown => {
-                    // Connected just before the shutdown: its request may be on its way.
-                    let grace = Instant::now() + FIRST_REQUEST_GRACE;
-                    if grace < timer.deadline() {
-                        timer.as_mut().reset(grace);
-                    }
-                    grace_given = true;
-                }
+                timer.reset(due);
             }
         }
     }
 
-    /// Hands the request to `handler` and writes its response. For an upgrade request,
-    /// also returns where the upgraded connection goes.
-    async fn answer(
+    /// The head at the front of the read buffer, if it is all there. Inlined, so the head is
+    /// made where `serve` keeps it rather than copied out of a return value.
+    #[inline(always)]
+    fn parse_head(&self) -> Result<Buffered, HeadError> {
+        let mut read = self.io.lock();
+        if read.buf.is_empty() {
+            return Ok(Buffered::Nothing);
+        }
+        Ok(match head::parse(&mut read.buf)? {
+            Some(head) => Buffered::Head(head),
+            None => Buffered::Partial,
+        })
+    }
+
+    /// Waits for more of a head, within `timer`. Shutdown ends the wait only for a
+    /// connection `idle` between requests; one not yet used gets `FIRST_REQUEST_GRACE`
+    /// instead, once (`grace_given`).
+    async fn wait_for_head(
         &self,
-        head: RequestHead,
-        handler: &Handler,
-        peer: Peer,
-        out: &mut Vec<u8>,
-    ) -> Answered {
+        mut timer: Pin<&mut Sleep>,
+        idle: bool,
+        grace_given: &mut bool,
+    ) -> io::Result<Waited> {
+        let mut shutdown = pin!(self.shutdown.cancelled());
+        let mut filled = pin!(self.io.fill(READ_RESERVE));
+        let woke = poll_fn(|cx| {
+            if let Poll::Ready(filled) = filled.as_mut().poll(cx) {
+                return Poll::Ready(Woke::Read(filled));
+            }
+            if idle && !*grace_given && shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woke::Shutdown);
+            }
+            timer.as_mut().poll(cx).map(|()| Woke::TimedOut)
+        })
+        .await;
+        match woke {
+            Woke::Read(Ok(0)) | Woke::TimedOut => Ok(Waited::Ended),
+            Woke::Read(Ok(_)) => Ok(Waited::Read),
+            Woke::Read(Err(error)) => Err(error),
+            Woke::Shutdown if self.served > 0 => Ok(Waited::Ended),
+            Woke::Shutdown => {
+                // Connected just before the shutdown: its request may be on its way.
+                let grace = Instant::now() + FIRST_REQUEST_GRACE;
+                if grace < timer.deadline() {
+                    timer.as_mut().reset(grace);
+                }
+                *grace_given = true;
+                Ok(Waited::Read)
+            }
+        }
+    }
+
+    /// Turns `head` into the request for the handler, its body read from this connection.
+    /// Inlined, as `parse_head` is.
+    #[inline(always)]
+    fn accept(&self, head: RequestHead) -> Accepted {
         let RequestHead {
             mut request,
             framing,
@@ -240,10 +281,23 @@ impl Connection<'_> {
             head: request.method() == Method::HEAD,
             keep_alive,
         };
-        let request = request.map(|()| RequestBody::Plain(body));
-        // The handler's future is several KiB: it is pinned where it is made and polled
-        // there, never moved (`select!` would copy it in).
-        let mut handled = pin!(handler.handle(request, peer));
+        Accepted {
+            request: request.map(|()| RequestBody::Plain(body)),
+            framing,
+            asked,
+            upgrade,
+        }
+    }
+
+    /// Awaits the response the handler makes of a request that `asked` with a body framed
+    /// as `framing`, and writes it; says what became of the connection and of the body.
+    async fn answer(
+        &self,
+        mut handled: Pin<&mut impl Future<Output = ProxyResponse<ProxyBody>>>,
+        framing: Framing,
+        asked: Asked,
+        out: &mut Vec<u8>,
+    ) -> (Outcome, BodyLeft) {
         let response = if framing == Framing::Empty {
             // A client that leaves takes its request with it: the handler is dropped, the
             // target's exchange abandoned, and the request logged as 499.
@@ -253,11 +307,7 @@ impl Connection<'_> {
                 Poll::Pending => gone.as_mut().poll(cx).map(|()| None),
             });
             let Some(response) = raced.await else {
-                return Answered {
-                    outcome: Outcome::Close,
-                    upgrade: None,
-                    left: BodyLeft::Nothing,
-                };
+                return (Outcome::Close, BodyLeft::Nothing);
             };
             response
         } else {
@@ -268,11 +318,7 @@ impl Connection<'_> {
         // The response says whether the connection goes on, so that is decided first.
         let closing = self.shutdown.is_cancelled() || matches!(left, BodyLeft::TooMuch);
         let outcome = response::write(self.io, response, asked, closing, out).await;
-        Answered {
-            outcome,
-            upgrade,
-            left,
-        }
+        (outcome, left)
     }
 
     /// Completes when the client closes its side of the connection. Whatever it sends
