@@ -22,9 +22,11 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     UPGRADE,
 ];
 
-/// Whether the request asks to switch protocols (WebSocket and friends).
+/// Whether the request asks to switch protocols (WebSocket and friends). Asked of every
+/// request, nearly always of a few fields and none of them `Upgrade`: comparing the names
+/// (an enum compare for standard ones) is cheaper than hashing `upgrade` for a lookup.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
+    headers.keys().any(|name| name == UPGRADE)
         && headers
             .get_all(CONNECTION)
             .iter()
@@ -136,10 +138,14 @@ pub fn named_by_connection(token: &[u8]) -> Option<HeaderName> {
 /// Removes hop-by-hop headers, including those the `Connection` header names. For an
 /// upgrade, `Connection: upgrade` and `Upgrade` are kept: they are the request.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the names (cheap comparisons of standard names) finds which are there:
-    // most messages carry none of them, or only `Connection`, so only those are removed.
+    // One pass over the names finds which are there: most messages carry none of them, or
+    // only `Connection`, so only those are removed. `KnownField::of` turns nearly every
+    // name away on its length alone, before any comparison with the list.
     let mut present = [false; HOP_BY_HOP.len()];
     for name in headers.keys() {
+        if !is_hop_by_hop(name.as_str().as_bytes()) {
+            continue;
+        }
         if let Some(index) = HOP_BY_HOP.iter().position(|hop| hop == name) {
             present[index] = true;
         }
