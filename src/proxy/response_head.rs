@@ -16,7 +16,7 @@ use http::{Method, StatusCode};
 use super::header_block::{self, BlockError, MAX_HEADERS, MAX_HEAD_LEN};
 use super::headers::{self, KnownField};
 use super::message_body::{self, Framing};
-use super::target_fields::TargetFields;
+use super::target_fields::{FieldCopy, TargetFields};
 
 /// A parsed head: the status and the fields to pass on, how the body is framed, and
 /// whether the connection can carry another request once the body is read.
@@ -88,13 +88,14 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
         .ok()
         .flatten()
         .filter(|_| hop.transfer_encoding.is_none());
-    let mut kept = TargetFields::with_capacity(head_len, count);
+    let mut copy = FieldCopy::new(&buf[..head_len], count);
     for (field, known) in fields() {
         if hop.drops(field, known) || (known == KnownField::ContentLength && length.is_none()) {
             continue;
         }
-        kept.push(field.name.as_bytes(), field.value, known);
+        copy.keep(field.name.as_bytes(), field.value, known);
     }
+    let mut kept = copy.finish();
     if let Some(length) = length {
         kept.set_length(length);
     }
