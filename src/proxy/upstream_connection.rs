@@ -29,6 +29,8 @@ use super::response_head::{self, HeadError, ResponseHead};
 
 /// TCP keep-alive probes on upstream connections, to notice a target host that vanished.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// The largest request-head buffer a connection keeps for reuse.
+const KEPT_HEAD_CAPACITY: usize = 16 * 1024;
 /// Free space kept in the read buffer before each read.
 pub const READ_RESERVE: usize = 16 * 1024;
 
@@ -37,6 +39,9 @@ pub struct UpstreamConnection {
     /// Bytes read from the target and not yet consumed. Empty between exchanges: a
     /// connection with anything left over is never reused.
     pub buf: BytesMut,
+    /// The last request head sent, kept for its allocation: the next request's head is
+    /// encoded into it (`UpstreamPool::send`).
+    pub head: Vec<u8>,
 }
 
 /// Why an exchange failed.
@@ -73,6 +78,7 @@ impl UpstreamConnection {
         Ok(Box::new(UpstreamConnection {
             stream,
             buf: BytesMut::new(),
+            head: Vec::new(),
         }))
     }
 
@@ -88,6 +94,14 @@ impl UpstreamConnection {
                 self.stream.try_read(&mut [0u8; 1]),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock
             ),
+        }
+    }
+
+    /// Keeps `head`'s allocation for the next request's head, unless an outsized request
+    /// made it one not worth holding on to while the connection idles.
+    pub fn keep_head(&mut self, head: Vec<u8>) {
+        if head.capacity() <= KEPT_HEAD_CAPACITY {
+            self.head = head;
         }
     }
 

@@ -137,13 +137,22 @@ impl UpstreamPool {
         added: &AddedHeaders<'_>,
     ) -> Result<ProxyResponse<UpstreamBody>, UpstreamError> {
         let framing = BodyFraming::of(body.is_end_stream(), &body.size_hint());
-        let mut head = Vec::new();
+        let mut idle = self.take_idle(target);
+        // Encoded into the last head sent on the connection, which has the room for it.
+        let mut head = idle
+            .as_mut()
+            .map(|connection| std::mem::take(&mut connection.head))
+            .unwrap_or_default();
+        head.clear();
         request_head::encode(parts, framing, added, &mut head);
         header_maps::give_back(std::mem::take(&mut parts.headers));
         let mut body = (framing != BodyFraming::None).then_some((body, framing));
-        if let Some(mut connection) = self.take_idle(target) {
+        if let Some(mut connection) = idle {
             match connection.exchange(&head, body.take(), &parts.method).await {
-                Ok(exchanged) => return Ok(self.response(target, connection, exchanged)),
+                Ok(exchanged) => {
+                    connection.keep_head(head);
+                    return Ok(self.response(target, connection, exchanged));
+                }
                 Err(ExchangeError::NoResponse(error))
                     if framing == BodyFraming::None && is_idempotent(&parts.method) =>
                 {
@@ -159,6 +168,7 @@ impl UpstreamPool {
                 source,
             })?;
         let exchanged = connection.exchange(&head, body, &parts.method).await?;
+        connection.keep_head(head);
         Ok(self.response(target, connection, exchanged))
     }
 
