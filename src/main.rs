@@ -6,6 +6,12 @@ use clap::Parser;
 use kamal_proxy::cli::{self, Cli, Command};
 use kamal_proxy::daemon;
 
+/// mimalloc rather than glibc's malloc: every proxied request allocates and frees a few
+/// small blocks on its worker thread, which mimalloc's thread-local free lists serve in
+/// a fraction of the instructions.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::try_parse() {
