@@ -65,6 +65,20 @@ pub(crate) use key;
 
 pub trait LogFields {
     fn str(&mut self, key: Key<'_>, value: &str);
+    /// A value the proxy spelled itself from ASCII that JSON never escapes (a method, a
+    /// generated UUID, an IP address, digits), so the JSON line copies it unchecked.
+    fn verbatim(&mut self, key: Key<'_>, value: &[u8]) {
+        // Only ASCII is given, which is UTF-8.
+        self.str(key, std::str::from_utf8(value).unwrap_or(""));
+    }
+    /// A header's value, logged only when it is visible ASCII (as `HeaderValue::to_str` has
+    /// it) and empty otherwise. The JSON line checks that in its pass for escaping.
+    fn header(&mut self, key: Key<'_>, value: &[u8]) {
+        let text = std::str::from_utf8(value)
+            .ok()
+            .filter(|text| text.bytes().all(super::json_line::is_visible));
+        self.str(key, text.unwrap_or(""));
+    }
     fn u64(&mut self, key: Key<'_>, value: u64);
     fn i64(&mut self, key: Key<'_>, value: i64);
     /// Go logs durations as integer nanoseconds; the journal as `<KEY>_USEC`, as systemd does.
@@ -74,6 +88,12 @@ pub trait LogFields {
 impl LogFields for super::JsonLine<'_> {
     fn str(&mut self, key: Key<'_>, value: &str) {
         super::JsonLine::str(self, key, value);
+    }
+    fn verbatim(&mut self, key: Key<'_>, value: &[u8]) {
+        super::JsonLine::verbatim(self, key, value);
+    }
+    fn header(&mut self, key: Key<'_>, value: &[u8]) {
+        super::JsonLine::header(self, key, value);
     }
     fn u64(&mut self, key: Key<'_>, value: u64) {
         super::JsonLine::u64(self, key, value);

@@ -28,8 +28,10 @@ pub enum RequestId {
     Generated([u8; uuid::fmt::Hyphenated::LENGTH]),
 }
 
+#[cfg(test)]
 impl RequestId {
-    /// The id as logged: empty when the client's is not visible ASCII.
+    /// The id as text (the request log takes its bytes, see `RequestLog`): empty when the
+    /// client's is not visible ASCII.
     pub fn as_str(&self) -> &str {
         match self {
             RequestId::Sent(value) => value.to_str().unwrap_or(""),
