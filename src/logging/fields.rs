@@ -85,22 +85,29 @@ pub trait LogFields {
     fn duration(&mut self, key: Key<'_>, value: Duration);
 }
 
+/// Inlined into `RequestLog`'s fill, where each key is a constant (see `JsonLine`).
 impl LogFields for super::JsonLine<'_> {
+    #[inline(always)]
     fn str(&mut self, key: Key<'_>, value: &str) {
         super::JsonLine::str(self, key, value);
     }
+    #[inline(always)]
     fn verbatim(&mut self, key: Key<'_>, value: &[u8]) {
         super::JsonLine::verbatim(self, key, value);
     }
+    #[inline(always)]
     fn header(&mut self, key: Key<'_>, value: &[u8]) {
         super::JsonLine::header(self, key, value);
     }
+    #[inline(always)]
     fn u64(&mut self, key: Key<'_>, value: u64) {
         super::JsonLine::u64(self, key, value);
     }
+    #[inline(always)]
     fn i64(&mut self, key: Key<'_>, value: i64) {
         super::JsonLine::i64(self, key, value);
     }
+    #[inline(always)]
     fn duration(&mut self, key: Key<'_>, value: Duration) {
         super::JsonLine::u64(
             self,
