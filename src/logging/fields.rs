@@ -65,22 +65,49 @@ pub(crate) use key;
 
 pub trait LogFields {
     fn str(&mut self, key: Key<'_>, value: &str);
+    /// A value the proxy spelled itself from ASCII that JSON never escapes (a method, a
+    /// generated UUID, an IP address, digits), so the JSON line copies it unchecked.
+    fn verbatim(&mut self, key: Key<'_>, value: &[u8]) {
+        // Only ASCII is given, which is UTF-8.
+        self.str(key, std::str::from_utf8(value).unwrap_or(""));
+    }
+    /// A header's value, logged only when it is visible ASCII (as `HeaderValue::to_str` has
+    /// it) and empty otherwise. The JSON line checks that in its pass for escaping.
+    fn header(&mut self, key: Key<'_>, value: &[u8]) {
+        let text = std::str::from_utf8(value)
+            .ok()
+            .filter(|text| text.bytes().all(super::json_line::is_visible));
+        self.str(key, text.unwrap_or(""));
+    }
     fn u64(&mut self, key: Key<'_>, value: u64);
     fn i64(&mut self, key: Key<'_>, value: i64);
     /// Go logs durations as integer nanoseconds; the journal as `<KEY>_USEC`, as systemd does.
     fn duration(&mut self, key: Key<'_>, value: Duration);
 }
 
+/// Inlined into `RequestLog`'s fill, where each key is a constant (see `JsonLine`).
 impl LogFields for super::JsonLine<'_> {
+    #[inline(always)]
     fn str(&mut self, key: Key<'_>, value: &str) {
         super::JsonLine::str(self, key, value);
     }
+    #[inline(always)]
+    fn verbatim(&mut self, key: Key<'_>, value: &[u8]) {
+        super::JsonLine::verbatim(self, key, value);
+    }
+    #[inline(always)]
+    fn header(&mut self, key: Key<'_>, value: &[u8]) {
+        super::JsonLine::header(self, key, value);
+    }
+    #[inline(always)]
     fn u64(&mut self, key: Key<'_>, value: u64) {
         super::JsonLine::u64(self, key, value);
     }
+    #[inline(always)]
     fn i64(&mut self, key: Key<'_>, value: i64) {
         super::JsonLine::i64(self, key, value);
     }
+    #[inline(always)]
     fn duration(&mut self, key: Key<'_>, value: Duration) {
         super::JsonLine::u64(
             self,

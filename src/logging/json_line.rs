@@ -3,8 +3,10 @@
 //! is neither allocated nor copied on its way out.
 //!
 //! Request lines are written for every request, so the common case is kept short: keys are
-//! copied whole in their pre-spelled JSON form (`Key`), and a value that needs no escaping
-//! (nearly every value) is checked eight bytes at a time and copied in one piece.
+//! copied whole in their pre-spelled JSON form (`Key`); a value that needs no escaping
+//! (nearly every value) is checked eight bytes at a time and copied in one piece; values
+//! the proxy spells itself (`verbatim`) are not checked at all, and a header's value
+//! (`header`) is checked for being loggable in the same pass as for escaping.
 
 use std::time::SystemTime;
 
@@ -43,7 +45,7 @@ impl JsonLine<'_> {
         super::timestamp::push_rfc3339_micros(buffer, SystemTime::now());
         buffer.push(b'"');
         let mut line = JsonLine { buffer };
-        line.str(super::key!("level"), level);
+        line.verbatim(super::key!("level"), level.as_bytes());
         line.str(super::key!("msg"), message);
         fill(&mut line);
         line.buffer.extend_from_slice(b"}\n");
@@ -54,8 +56,45 @@ impl JsonLine<'_> {
 
     #[inline(always)]
     pub fn str(&mut self, key: Key<'_>, value: &str) -> &mut Self {
+        self.string(key, value.as_bytes(), push_string_rest)
+    }
+
+    /// A value with nothing to escape, copied unchecked: see `LogFields::verbatim`.
+    #[inline(always)]
+    pub fn verbatim(&mut self, key: Key<'_>, value: &[u8]) -> &mut Self {
+        debug_assert!(
+            value
+                .iter()
+                .all(|&byte| byte.is_ascii() && !needs_escape(byte)),
+            "a verbatim value needs no escaping"
+        );
         self.buffer.extend_from_slice(key.json().as_bytes());
-        push_string_rest(self.buffer, value);
+        self.buffer.extend_from_slice(value);
+        self.buffer.push(b'"');
+        self
+    }
+
+    /// A header's value, empty unless visible ASCII: see `LogFields::header`.
+    #[inline(always)]
+    pub fn header(&mut self, key: Key<'_>, value: &[u8]) -> &mut Self {
+        self.string(key, value, push_header_rest)
+    }
+
+    /// A string field whose value `push_rest` checks and closes. An empty value (a header
+    /// not sent, no query) needs neither, so it skips the call.
+    #[inline(always)]
+    fn string(
+        &mut self,
+        key: Key<'_>,
+        value: &[u8],
+        push_rest: fn(&mut Vec<u8>, &[u8]),
+    ) -> &mut Self {
+        self.buffer.extend_from_slice(key.json().as_bytes());
+        if value.is_empty() {
+            self.buffer.push(b'"');
+        } else {
+            push_rest(self.buffer, value);
+        }
         self
     }
 
@@ -97,8 +136,6 @@ pub(super) const fn needs_escape(byte: u8) -> bool {
 /// Whether any of the eight bytes in `word` needs escaping, tested all at once (the
 /// classic "has zero byte" / "has byte less than" bit tricks).
 fn word_needs_escape(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
     let quote = has_zero(word ^ (ONES * u64::from(b'"')));
@@ -106,12 +143,22 @@ fn word_needs_escape(word: u64) -> bool {
     control | quote | backslash != 0
 }
 
-/// Appends a string's value, after the key and opening quote, and its closing quote. Kept
-/// out of line: it is the bulk of a field and the same for every one.
+/// Whether any of the eight bytes in `word` is not plain: not visible ASCII (DEL or above,
+/// or a control) or needs escaping. Adding one sets the high bit of a DEL byte; a carry out
+/// of a byte only comes from 0xff, itself caught, so it never makes a false alarm alone.
+fn word_not_plain(word: u64) -> bool {
+    let del_or_above = (word | word.wrapping_add(ONES)) & HIGHS;
+    del_or_above != 0 || word_needs_escape(word)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Appends a string's value (UTF-8), after the key and opening quote, and its closing
+/// quote. Kept out of line: it is the bulk of a field and the same for every one.
 #[inline(never)]
-fn push_string_rest(out: &mut Vec<u8>, value: &str) {
-    let bytes = value.as_bytes();
-    if any_needs_escape(bytes) {
+fn push_string_rest(out: &mut Vec<u8>, bytes: &[u8]) {
+    if any_word(bytes, word_needs_escape) {
         push_escaped(out, bytes);
     } else {
         out.extend_from_slice(bytes);
@@ -119,17 +166,46 @@ fn push_string_rest(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
 }
 
-/// Whether any byte of `bytes` needs escaping: eight at a time, the last eight overlapping
-/// the ones before when the length is not a multiple of eight; a short value byte by byte.
-fn any_needs_escape(bytes: &[u8]) -> bool {
-    let Some(last) = bytes.len().checked_sub(8) else {
-        return bytes.iter().any(|&byte| needs_escape(byte));
-    };
+/// `push_string_rest` for a header's value: logged as it is when every byte is plain (one
+/// check, nearly always true), escaped when it is still visible ASCII (a tab, a quote or a
+/// backslash), and left empty otherwise, as `HeaderValue::to_str` would refuse it.
+#[inline(never)]
+fn push_header_rest(out: &mut Vec<u8>, value: &[u8]) {
+    if !any_word(value, word_not_plain) {
+        out.extend_from_slice(value);
+    } else if value.iter().all(|&byte| is_visible(byte)) {
+        push_escaped(out, value);
+    }
+    out.push(b'"');
+}
+
+/// Visible ASCII or a tab, the bytes `HeaderValue::to_str` accepts.
+pub(super) fn is_visible(byte: u8) -> bool {
+    byte == b'\t' || (b' '..=b'~').contains(&byte)
+}
+
+/// Whether `test` finds any of `bytes` in the words it is given: eight bytes at a time, the
+/// last eight overlapping the ones before when the length is not a multiple of eight. A
+/// shorter value is made into one word: two overlapping halves of four, or its first, middle
+/// and last bytes (which cover up to three), padded with a letter that fails no test.
+fn any_word(bytes: &[u8], test: fn(u64) -> bool) -> bool {
+    let len = bytes.len();
+    if len < 8 {
+        let word = if let (Some(first), Some(last)) = (bytes.first_chunk(), bytes.last_chunk()) {
+            u64::from(u32::from_le_bytes(*first)) | u64::from(u32::from_le_bytes(*last)) << 32
+        } else if let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) {
+            u64::from_le_bytes([first, bytes[len / 2], last, b'a', b'a', b'a', b'a', b'a'])
+        } else {
+            return false;
+        };
+        return test(word);
+    }
     let word_at = |index: usize| {
         let mut word = [0; 8];
         word.copy_from_slice(&bytes[index..index + 8]);
-        word_needs_escape(u64::from_le_bytes(word))
+        test(u64::from_le_bytes(word))
     };
+    let last = len - 8;
     let mut index = 0;
     while index < last {
         if word_at(index) {
@@ -174,6 +250,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 mod tests {
     use super::*;
     use crate::logging::key;
+    use http::HeaderValue;
 
     fn line(fill: impl FnOnce(&mut JsonLine<'_>)) -> String {
         let mut buffer = Vec::new();
@@ -183,7 +260,7 @@ mod tests {
 
     fn quoted(value: &str) -> String {
         let mut out = b"\"".to_vec();
-        push_string_rest(&mut out, value);
+        push_string_rest(&mut out, value.as_bytes());
         String::from_utf8(out).unwrap()
     }
 
@@ -215,6 +292,44 @@ mod tests {
     fn escapes_control_characters_between_unicode_runs() {
         assert_eq!(quoted("bücher\u{1}ß\\"), "\"bücher\\u0001ß\\\\\"");
         assert_eq!(quoted("\u{1f}"), "\"\\u001f\"");
+    }
+
+    fn header_quoted(value: &[u8]) -> String {
+        let mut out = b"\"".to_vec();
+        push_header_rest(&mut out, value);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn logs_a_header_value_only_when_visible_ascii_and_escapes_it_as_serde_does() {
+        let base = "abcdefghijklmnopqrstuvwxyz0123456789";
+        for special in ["\"", "\\", "\t", "\n", "\u{0}", "é", "\u{7f}", "~ "] {
+            for length in 0..base.len() {
+                for at in 0..=length {
+                    let value = format!("{}{special}{}", &base[..at], &base[at..length]);
+                    let logged = match HeaderValue::from_str(&value) {
+                        Ok(header) => header.to_str().unwrap_or("").to_string(),
+                        Err(_) => String::new(),
+                    };
+                    let expected = serde_json::to_string(&logged).unwrap();
+                    assert_eq!(header_quoted(value.as_bytes()), expected, "{value:?}");
+                }
+            }
+        }
+        assert_eq!(header_quoted(b"caf\xe9"), "\"\"");
+    }
+
+    #[test]
+    fn copies_verbatim_values_and_skips_empty_ones_cheaply() {
+        let text = line(|line| {
+            line.verbatim(key!("method"), b"GET")
+                .header(key!("user_agent"), b"")
+                .str(key!("query"), "");
+        });
+        assert!(
+            text.ends_with(",\"method\":\"GET\",\"user_agent\":\"\",\"query\":\"\"}\n"),
+            "{text}"
+        );
     }
 
     #[test]

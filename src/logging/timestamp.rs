@@ -8,19 +8,20 @@
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `YYYY-MM-DDTHH:MM:SS`, the part of a timestamp shared by every line within a second.
-type SecondText = [u8; 19];
+/// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`: a whole timestamp, kept per second with its date and
+/// time of day spelled, so a line only writes its microseconds.
+type Text = [u8; 27];
 
 thread_local! {
     /// The second last spelled on this thread, and its spelling (no second is `u64::MAX`).
-    static LAST_SECOND: Cell<(u64, SecondText)> = const { Cell::new((u64::MAX, [0; 19])) };
+    static LAST_SECOND: Cell<(u64, Text)> = const { Cell::new((u64::MAX, [0; 27])) };
 }
 
 /// Appends `now` as `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`.
 pub fn push_rfc3339_micros(out: &mut Vec<u8>, now: SystemTime) {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs();
-    let second = LAST_SECOND.with(|last| match last.get() {
+    let mut text = LAST_SECOND.with(|last| match last.get() {
         (spelled, text) if spelled == seconds => text,
         _ => {
             let text = spell_second(seconds);
@@ -28,17 +29,30 @@ pub fn push_rfc3339_micros(out: &mut Vec<u8>, now: SystemTime) {
             text
         }
     });
-    let mut text = *b"0000-00-00T00:00:00.000000Z";
-    text[..second.len()].copy_from_slice(&second);
-    put_digits(&mut text[20..26], u64::from(since_epoch.subsec_micros()));
+    // Two digits at a time, from a table: half the divisions of one at a time.
+    let micros = since_epoch.subsec_micros() as usize;
+    text[20..22].copy_from_slice(&DIGIT_PAIRS[micros / 10_000 % 100]);
+    text[22..24].copy_from_slice(&DIGIT_PAIRS[micros / 100 % 100]);
+    text[24..26].copy_from_slice(&DIGIT_PAIRS[micros % 100]);
     out.extend_from_slice(&text);
 }
 
-/// `seconds` since the epoch as `YYYY-MM-DDTHH:MM:SS`.
-fn spell_second(seconds: u64) -> SecondText {
+/// `00` to `99`.
+const DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut pairs = [[0; 2]; 100];
+    let mut index = 0;
+    while index < 100 {
+        pairs[index] = [b'0' + (index / 10) as u8, b'0' + (index % 10) as u8];
+        index += 1;
+    }
+    pairs
+};
+
+/// `seconds` since the epoch as `YYYY-MM-DDTHH:MM:SS.000000Z`.
+fn spell_second(seconds: u64) -> Text {
     let (year, month, day) = civil_from_days(seconds / 86_400);
     let second_of_day = seconds % 86_400;
-    let mut text = *b"0000-00-00T00:00:00";
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
     put_digits(&mut text[0..4], u64::from(year));
     put_digits(&mut text[5..7], u64::from(month));
     put_digits(&mut text[8..10], u64::from(day));

@@ -11,7 +11,6 @@
 //! requests the proxy sends with hyper's client).
 
 use std::iter;
-use std::net::IpAddr;
 
 use http::header::{HeaderName, HeaderValue, HOST};
 use http::HeaderMap;
@@ -27,7 +26,8 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// What the proxy saw of the client connection, and the target it picked.
 pub struct ForwardedHeaders<'a> {
-    pub peer: IpAddr,
+    /// The client's address, spelled once for its connection.
+    pub peer: &'a IpText,
     pub scheme: &'a str,
     pub target: &'a str,
     /// Trust and extend the client's values (`--forward-headers`).
@@ -52,12 +52,11 @@ impl ForwardedHeaders<'_> {
     /// Writes the headers this proxy sets, given the client's `headers`.
     pub fn write(&self, headers: &HeaderMap, lines: &mut impl HeaderLines) {
         let sent = Sent::of(headers, self.trust_client);
-        let peer = IpText::new(self.peer);
         self.write_chain(
             headers,
             sent.forwarded_for,
             &X_FORWARDED_FOR,
-            peer.as_str(),
+            self.peer.as_bytes(),
             lines,
         );
         if !sent.forwarded_proto {
@@ -72,7 +71,7 @@ impl ForwardedHeaders<'_> {
             headers,
             sent.kamal_target,
             &X_KAMAL_TARGET,
-            self.target,
+            self.target.as_bytes(),
             lines,
         );
     }
@@ -106,18 +105,18 @@ impl ForwardedHeaders<'_> {
         headers: &HeaderMap,
         extend: bool,
         name: &HeaderName,
-        own: &str,
+        own: &[u8],
         lines: &mut impl HeaderLines,
     ) {
         if !extend {
-            return lines.line(name, [own.as_bytes()]);
+            return lines.line(name, [own]);
         }
         let client = headers
             .get_all(name)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .map(str::as_bytes);
-        lines.line(name, client.chain(iter::once(own.as_bytes())));
+        lines.line(name, client.chain(iter::once(own)));
     }
 }
 
@@ -170,8 +169,10 @@ impl HeaderLines for Vec<(HeaderName, HeaderValue)> {
 impl ForwardedHeaders<'static> {
     /// A client at 192.0.2.1 over HTTPS, forwarded to 10.0.0.5:3000.
     pub fn sample(trust_client: bool) -> Self {
+        static PEER: std::sync::LazyLock<IpText> =
+            std::sync::LazyLock::new(|| IpText::new([192, 0, 2, 1].into()));
         ForwardedHeaders {
-            peer: IpAddr::from([192, 0, 2, 1]),
+            peer: &PEER,
             scheme: "https",
             target: "10.0.0.5:3000",
             trust_client,

@@ -417,7 +417,7 @@ impl Handler {
         let added = AddedHeaders {
             stamp,
             forwarded: ForwardedHeaders {
-                peer: peer.client.ip(),
+                peer: &peer.client_ip,
                 scheme: peer.listener.scheme,
                 target: target.address().as_str(),
                 trust_client: service.target_options.forward_headers,

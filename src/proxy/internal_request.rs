@@ -31,6 +31,7 @@ use hyper_util::rt::TokioExecutor;
 use super::error_page;
 use super::forward::ForwardError;
 use super::forwarded_headers::ForwardedHeaders;
+use super::ip_text::IpText;
 use crate::error_chain::error_chain;
 use crate::service::load_balancer::RequestKind;
 use crate::service::pause_controller::PauseWaitAction;
@@ -108,7 +109,7 @@ pub async fn get(service: &Service, host: &str, path: PathAndQuery) -> Response<
     };
     let target = Arc::clone(claim.target());
     ForwardedHeaders {
-        peer: PROXY_ADDRESS,
+        peer: &IpText::new(PROXY_ADDRESS),
         scheme: "http",
         target: target.address().as_str(),
         trust_client: service.target_options.forward_headers,

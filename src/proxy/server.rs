@@ -117,10 +117,7 @@ async fn accept_loop<F, Fut>(
     let connections = TaskTracker::new();
     let serve = |placed: Placed| {
         let _ = placed.stream.set_nodelay(true);
-        let peer = Peer {
-            listener: info,
-            client: placed.client,
-        };
+        let peer = Peer::new(info, placed.client);
         let served = serve_connection(placed.stream, peer, shutdown.clone());
         let load = placed.load;
         connections.spawn(async move {
