@@ -9,9 +9,10 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::raw_target::{assert_ok, proxy_serving, RawClient, FRAMING_HOST};
 use support::{get, Backend, Proxy};
 
 /// The Go proxy's table: every cell styled and reset, padded to its column's widest cell,
@@ -575,6 +576,48 @@ async fn sigterm_shuts_down_gracefully_with_exit_0() {
         !proxy.socket_path().exists(),
         "the control socket is removed on shutdown"
     );
+}
+
+/// A GET for `path` on the framing target's host, kept alive.
+fn keep_alive_get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nhost: {FRAMING_HOST}\r\n\r\n").into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_idle_keep_alive_connections_at_once() {
+    let (mut proxy, _target) = proxy_serving(vec![]).await;
+    let mut client = RawClient::connect(proxy.addr()).await;
+    client.send(&keep_alive_get("/one")).await;
+    assert_ok(&client.read_response(false).await, "/one");
+
+    // Idle between requests: shutdown closes it rather than waiting out the 10 s grace.
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || proxy.terminate())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?} to exit with an idle connection open",
+        started.elapsed()
+    );
+    assert!(client.read_to_close().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_still_serves_the_first_request_of_a_connection_made_before_it() {
+    let (proxy, _target) = proxy_serving(vec![]).await;
+    let mut client = RawClient::connect(proxy.addr()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = libc::pid_t::try_from(proxy.pid()).unwrap();
+    // SAFETY: plain kill(2) on the pid of the daemon the test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    client.send(&keep_alive_get("/late")).await;
+    let response = client.read_response(false).await;
+    assert_ok(&response, "/late");
+    assert!(client.read_to_close().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

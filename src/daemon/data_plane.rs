@@ -128,8 +128,11 @@ impl DataPlane {
         let https = share(&sockets.https, &loads, count)?;
         let mut workers = Vec::with_capacity(count);
         for (index, (http, https)) in http.into_iter().zip(https).enumerate() {
+            // I/O and timers only: the signal and process drivers would take a lock on
+            // every park, and signals are the main runtime's business.
             let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
+                .enable_time()
                 .build()
                 .map_err(|e| format!("cannot start a worker runtime: {e}"))?;
             let infos = (sockets.http_info, sockets.https_info);

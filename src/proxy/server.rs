@@ -162,13 +162,10 @@ pub async fn serve(
     info: ListenerInfo,
     shutdown: CancellationToken,
 ) {
-    accept_loop(
-        listener,
-        handoff,
-        info,
-        shutdown,
-        move |stream, peer, shutdown| client::serve(stream, peer, Arc::clone(&handler), shutdown),
-    )
+    let notice = client::ShutdownNotice::of(&shutdown);
+    accept_loop(listener, handoff, info, shutdown, move |stream, peer, _| {
+        client::serve(stream, peer, Arc::clone(&handler), Arc::clone(&notice))
+    })
     .await;
 }
 

@@ -32,12 +32,12 @@ use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
 
 use super::body::{ClientBody, CONTINUE};
 use super::head::{self, HeadError, RequestHead};
 use super::io::{ClientIo, READ_RESERVE};
 use super::response::{self, Asked, Outcome};
+use super::shutdown_notice::{ShutdownNotice, Watch};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::client_upgrade::{PendingUpgrade, PlainUpgraded};
 use crate::proxy::handler::Handler;
@@ -64,17 +64,15 @@ pub async fn serve(
     stream: TcpStream,
     peer: Peer,
     handler: Arc<Handler>,
-    shutdown: CancellationToken,
+    shutdown: Arc<ShutdownNotice>,
 ) {
     let io = Arc::new(ClientIo::new(stream));
-    // A token of the connection's own, so waiting for it never contends with other
-    // connections for the listener's.
-    let shutdown = shutdown.child_token();
     let mut connection = Connection {
         io: &io,
         shutdown: &shutdown,
         served: 0,
     };
+    let mut watch = pin!(shutdown.watch());
     let mut out = Vec::with_capacity(1024);
     let mut timer = pin!(tokio::time::sleep(HEADER_READ_TIMEOUT));
     let upgrade = loop {
@@ -94,7 +92,7 @@ pub async fn serve(
                 }
             };
             match connection
-                .wait_for_head(timer.as_mut(), idle, &mut grace_given)
+                .wait_for_head(timer.as_mut(), watch.as_mut(), idle, &mut grace_given)
                 .await
             {
                 Ok(Waited::Read) => {}
@@ -136,7 +134,7 @@ pub async fn serve(
 
 struct Connection<'a> {
     io: &'a Arc<ClientIo>,
-    shutdown: &'a CancellationToken,
+    shutdown: &'a ShutdownNotice,
     /// Requests read so far.
     served: u64,
 }
@@ -220,16 +218,16 @@ impl Connection<'_> {
     async fn wait_for_head(
         &self,
         mut timer: Pin<&mut Sleep>,
+        mut shutdown: Pin<&mut Watch<'_>>,
         idle: bool,
         grace_given: &mut bool,
     ) -> io::Result<Waited> {
-        let mut shutdown = pin!(self.shutdown.cancelled());
         let mut filled = pin!(self.io.fill(READ_RESERVE));
         let woke = poll_fn(|cx| {
             if let Poll::Ready(filled) = filled.as_mut().poll(cx) {
                 return Poll::Ready(Woke::Read(filled));
             }
-            if idle && !*grace_given && shutdown.as_mut().poll(cx).is_ready() {
+            if idle && !*grace_given && shutdown.as_mut().check(cx) {
                 return Poll::Ready(Woke::Shutdown);
             }
             timer.as_mut().poll(cx).map(|()| Woke::TimedOut)
@@ -316,7 +314,7 @@ impl Connection<'_> {
         };
         let left = self.body_left();
         // The response says whether the connection goes on, so that is decided first.
-        let closing = self.shutdown.is_cancelled() || matches!(left, BodyLeft::TooMuch);
+        let closing = self.shutdown.has_begun() || matches!(left, BodyLeft::TooMuch);
         let outcome = response::write(self.io, response, asked, closing, out).await;
         (outcome, left)
     }

@@ -13,6 +13,8 @@ mod date;
 mod head;
 mod io;
 mod response;
+mod shutdown_notice;
 
 pub use body::{ClientBody, ClientBodyError};
 pub use connection::serve;
+pub use shutdown_notice::ShutdownNotice;
