@@ -75,7 +75,7 @@ async fn work(
 ) {
     let handler = Arc::new(Handler::new(
         shared.router,
-        shared.metrics,
+        shared.metrics.worker(),
         shutdown.clone(),
     ));
     let flusher = tokio::spawn(crate::logging::flush_periodically(shutdown.clone()));

@@ -1,10 +1,12 @@
-//! The Prometheus text exposition format (0.0.4) of a `Metrics`, with the Go proxy's series
-//! names, help texts and labels, families in name order as Go's client writes them.
+//! The Prometheus text exposition format (0.0.4) of a `Metrics`, its workers' series added
+//! up, with the Go proxy's series names, help texts and labels, families in name order as
+//! Go's client writes them.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use super::registry::{HistogramSnapshot, Metrics, BUCKETS_NANOS};
+use super::registry::{HistogramSnapshot, Metrics, SeriesKey, ServiceSeries, BUCKETS_NANOS};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -25,9 +27,43 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// Every series, added up over the workers: by service name ("" for unrouted requests),
+/// then (method, status), both sorted as Go's client sorts them.
+#[derive(Default)]
+struct Totals {
+    in_flight: BTreeMap<Box<str>, i64>,
+    requests: BTreeMap<Box<str>, BTreeMap<SeriesKey, HistogramSnapshot>>,
+}
+
+impl Totals {
+    fn of(metrics: &Metrics) -> Self {
+        let mut totals = Totals::default();
+        for worker in metrics.workers() {
+            totals.add("".into(), worker.unrouted_series());
+            for (name, series) in worker.services() {
+                *totals.in_flight.entry(name.clone()).or_default() +=
+                    series.in_flight.load(Ordering::Relaxed);
+                totals.add(name, &series);
+            }
+        }
+        totals
+    }
+
+    fn add(&mut self, service: Box<str>, series: &ServiceSeries) {
+        for (key, histogram) in series.requests() {
+            *self
+                .requests
+                .entry(service.clone())
+                .or_default()
+                .entry(key)
+                .or_default() += &histogram.snapshot();
+        }
+    }
+}
+
 /// Renders every series.
 pub fn render(metrics: &Metrics) -> String {
-    let services = metrics.services();
+    let totals = Totals::of(metrics);
     let mut out = String::new();
 
     header(
@@ -36,27 +72,16 @@ pub fn render(metrics: &Metrics) -> String {
         "Number of in-flight HTTP requests",
         "gauge",
     );
-    for (name, series) in &services {
+    for (name, in_flight) in &totals.in_flight {
         let _ = writeln!(
             out,
-            "{IN_FLIGHT}{{service=\"{}\"}} {}",
-            escaped(name),
-            series.in_flight.load(Ordering::Relaxed)
+            "{IN_FLIGHT}{{service=\"{}\"}} {in_flight}",
+            escaped(name)
         );
     }
 
     // Go sorts label values as strings, so "" (unrouted) comes first.
-    let all: Vec<(String, Vec<_>)> =
-        std::iter::once((String::new(), metrics.unrouted_series().requests()))
-            .chain(
-                services
-                    .iter()
-                    .map(|(name, series)| (escaped(name), series.requests())),
-            )
-            .filter(|(_, requests)| !requests.is_empty())
-            .collect();
-
-    if !all.is_empty() {
+    if !totals.requests.is_empty() {
         header(
             &mut out,
             DURATION,
@@ -64,17 +89,18 @@ pub fn render(metrics: &Metrics) -> String {
             "histogram",
         );
     }
-    for (service, requests) in &all {
-        for ((method, status), histogram) in requests {
+    for (service, requests) in &totals.requests {
+        for ((method, status), snapshot) in requests {
             let labels = format!(
-                "service=\"{service}\",method=\"{}\",status=\"{status}\"",
+                "service=\"{}\",method=\"{}\",status=\"{status}\"",
+                escaped(service),
                 method.as_str()
             );
-            histogram_lines(&mut out, &labels, &histogram.snapshot());
+            histogram_lines(&mut out, &labels, snapshot);
         }
     }
 
-    if !all.is_empty() {
+    if !totals.requests.is_empty() {
         header(
             &mut out,
             REQUESTS,
@@ -82,13 +108,14 @@ pub fn render(metrics: &Metrics) -> String {
             "counter",
         );
     }
-    for (service, requests) in &all {
-        for ((method, status), histogram) in requests {
+    for (service, requests) in &totals.requests {
+        for ((method, status), snapshot) in requests {
             let _ = writeln!(
                 out,
-                "{REQUESTS}{{service=\"{service}\",method=\"{}\",status=\"{status}\"}} {}",
+                "{REQUESTS}{{service=\"{}\",method=\"{}\",status=\"{status}\"}} {}",
+                escaped(service),
                 method.as_str(),
-                histogram.snapshot().count
+                snapshot.count
             );
         }
     }
@@ -118,7 +145,8 @@ mod tests {
 
     #[test]
     fn renders_go_series_names_labels_and_buckets() {
-        let metrics = Metrics::default();
+        let all = Metrics::default();
+        let metrics = all.worker();
         metrics
             .routed(&Method::GET, "web")
             .finish(StatusCode::OK, Duration::from_millis(20));
@@ -127,7 +155,7 @@ mod tests {
             .unrouted(&Method::GET)
             .finish(StatusCode::NOT_FOUND, Duration::from_millis(1));
 
-        let text = render(&metrics);
+        let text = render(&all);
 
         assert!(text.starts_with(
             "# HELP kamal_proxy_http_in_flight_requests Number of in-flight HTTP requests\n\
@@ -149,6 +177,42 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn adds_up_the_workers_series() {
+        let all = Metrics::default();
+        let (one, two) = (all.worker(), all.worker());
+        for (worker, millis) in [(&one, 20), (&two, 200), (&two, 2)] {
+            worker
+                .routed(&Method::GET, "web")
+                .finish(StatusCode::OK, Duration::from_millis(millis));
+        }
+        two.unrouted(&Method::GET)
+            .finish(StatusCode::NOT_FOUND, Duration::from_millis(1));
+        let (_held_one, _held_two) = (
+            one.routed(&Method::POST, "web"),
+            two.routed(&Method::POST, "web"),
+        );
+        one.routed(&Method::GET, "api")
+            .finish(StatusCode::OK, Duration::from_millis(1));
+
+        let text = render(&all);
+
+        let series = "service=\"web\",method=\"GET\",status=\"200\"";
+        for line in [
+            "kamal_proxy_http_in_flight_requests{service=\"api\"} 0\nkamal_proxy_http_in_flight_requests{service=\"web\"} 2\n".to_string(),
+            format!("kamal_proxy_http_request_duration_seconds_bucket{{{series},le=\"0.005\"}} 1\n"),
+            format!("kamal_proxy_http_request_duration_seconds_bucket{{{series},le=\"0.025\"}} 2\n"),
+            format!("kamal_proxy_http_request_duration_seconds_bucket{{{series},le=\"0.25\"}} 3\n"),
+            format!("kamal_proxy_http_request_duration_seconds_sum{{{series}}} 0.222\n"),
+            format!("kamal_proxy_http_requests_total{{{series}}} 3\n"),
+            "kamal_proxy_http_requests_total{service=\"\",method=\"GET\",status=\"404\"} 1\n".to_string(),
+        ] {
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        // One series per label set, not one per worker: `_sum`, `_count` and the counter.
+        assert_eq!(text.matches(&format!("{{{series}}}")).count(), 3, "{text}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Prometheus metrics: the Go proxy's series, recorded on the request path and served as
 //! text on `--metrics-port`.
 //!
-//! - `registry`: `Metrics`, the daemon-owned store (passed as an `Arc`, never global), and
-//!   `RequestMetrics`, one request's share of it.
+//! - `registry`: `Metrics`, the daemon-owned store (passed as an `Arc`, never global) of
+//!   one `WorkerMetrics` per data-plane worker, and `RequestMetrics`, one request's share.
 //! - `series_hasher`: the cheap hash of a series key, looked up per request.
 //! - `exposition`: the Prometheus text format (0.0.4) of a `Metrics`.
 //! - `server`: the `/metrics` listener.
@@ -17,5 +17,5 @@ mod registry;
 mod series_hasher;
 mod server;
 
-pub use registry::{Metrics, RequestMetrics};
+pub use registry::{Metrics, RequestMetrics, WorkerMetrics};
 pub use server::serve;

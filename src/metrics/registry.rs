@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -86,12 +86,23 @@ pub(super) struct Histogram {
     sum_nanos: AtomicU64,
 }
 
-/// What a scrape reads of one histogram.
+/// What a scrape reads of one histogram (of one worker, or added up).
+#[derive(Default)]
 pub(super) struct HistogramSnapshot {
     /// Cumulative, one per bound in `BUCKETS_NANOS`.
     pub cumulative: [u64; BUCKETS_NANOS.len()],
     pub count: u64,
     pub sum_seconds: f64,
+}
+
+impl std::ops::AddAssign<&HistogramSnapshot> for HistogramSnapshot {
+    fn add_assign(&mut self, other: &HistogramSnapshot) {
+        for (total, more) in self.cumulative.iter_mut().zip(other.cumulative) {
+            *total += more;
+        }
+        self.count += other.count;
+        self.sum_seconds += other.sum_seconds;
+    }
 }
 
 impl Histogram {
@@ -173,15 +184,42 @@ where
     Arc::clone(map.entry(owned()).or_default())
 }
 
-/// The daemon's metrics; shared by the data plane (recording) and `/metrics` (reading).
+/// The daemon's metrics: a `WorkerMetrics` per data-plane worker, which only that worker
+/// records into, so no lock word, count or reference count is written by two cores (a
+/// request makes about a dozen such writes; a line that moves between cores costs several
+/// times an uncontended write). `/metrics` adds the workers' series up.
 #[derive(Default)]
 pub struct Metrics {
+    workers: Mutex<Vec<Arc<WorkerMetrics>>>,
+}
+
+impl Metrics {
+    /// A new worker's share, counted from now on.
+    pub fn worker(&self) -> Arc<WorkerMetrics> {
+        let worker = Arc::new(WorkerMetrics::default());
+        lock(&self.workers).push(Arc::clone(&worker));
+        worker
+    }
+
+    pub(super) fn workers(&self) -> Vec<Arc<WorkerMetrics>> {
+        lock(&self.workers).clone()
+    }
+}
+
+/// Poisoning needs a panic during a push; the list is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One worker's metrics.
+#[derive(Default)]
+pub struct WorkerMetrics {
     services: RwLock<HashMap<Box<str>, Arc<ServiceSeries>, BuildSeriesHasher>>,
     /// Requests no service took: counted with `service=""`, never in flight (as in Go).
     unrouted: Arc<ServiceSeries>,
 }
 
-impl Metrics {
+impl WorkerMetrics {
     /// A request not (yet) routed to a service.
     pub fn unrouted(&self, method: &Method) -> RequestMetrics {
         RequestMetrics {
@@ -271,7 +309,7 @@ mod tests {
 
     #[test]
     fn counts_routed_requests_in_flight_until_they_finish() {
-        let metrics = Metrics::default();
+        let metrics = WorkerMetrics::default();
         let request = metrics.routed(&Method::GET, "web");
         let services = metrics.services();
         assert_eq!(services[0].1.in_flight.load(Ordering::Relaxed), 1);
@@ -282,7 +320,7 @@ mod tests {
 
     #[test]
     fn counts_unrouted_requests_but_never_in_flight() {
-        let metrics = Metrics::default();
+        let metrics = WorkerMetrics::default();
         metrics
             .unrouted(&Method::from_bytes(b"BREW").unwrap())
             .finish(StatusCode::NOT_FOUND, Duration::ZERO);
@@ -294,7 +332,7 @@ mod tests {
 
     #[test]
     fn records_nothing_for_excluded_requests() {
-        let metrics = Metrics::default();
+        let metrics = WorkerMetrics::default();
         RequestMetrics::excluded().finish(StatusCode::OK, Duration::ZERO);
         assert!(metrics.services().is_empty() && metrics.unrouted_series().requests().is_empty());
     }

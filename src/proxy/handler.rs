@@ -39,7 +39,7 @@ use super::request_stamp::RequestStamp;
 use super::spill_buffer::SpillDir;
 use super::upstream_pool::{self, UpstreamPool};
 use crate::control::PathPrefix;
-use crate::metrics::{Metrics, RequestMetrics};
+use crate::metrics::{RequestMetrics, WorkerMetrics};
 use crate::router::Router;
 use crate::routing::request_host;
 use crate::service::load_balancer::RequestKind;
@@ -56,7 +56,7 @@ const CLAIM_ATTEMPTS: usize = 3;
 
 pub struct Handler {
     router: Arc<Router>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<WorkerMetrics>,
     /// This thread's keep-alive connections to the targets.
     upstreams: UpstreamPool,
     /// This thread's timers for the target timeout.
@@ -176,7 +176,11 @@ fn forward_failure(
 }
 
 impl Handler {
-    pub fn new(router: Arc<Router>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        router: Arc<Router>,
+        metrics: Arc<WorkerMetrics>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Handler {
             router,
             metrics,
