@@ -3,7 +3,8 @@
 //!
 //! Clients on kept-alive connections and on fresh connections hammer a service while it is
 //! redeployed back and forth; not one request may fail. A request already running on the old
-//! target completes; one still running after `--drain-timeout` gets 504; an upgraded
+//! target completes; one still running after `--drain-timeout` gets 504 (or, when its
+//! response is already streaming, is cut off); an upgraded
 //! (WebSocket) connection on the old target is closed at once instead of holding the drain.
 
 mod support;
@@ -171,6 +172,39 @@ async fn a_request_still_running_after_the_drain_timeout_gets_504() {
         "the cancelled request ended with the drain, not with the upstream"
     );
     assert_eq!(get(port, HOST, "/").await.backend(), "new");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_still_streaming_after_the_drain_timeout_is_cut_off() {
+    let proxy = Proxy::start();
+    let old = Backend::start("old").await;
+    let new = Backend::start("new").await;
+    proxy.deploy("web", &old.target(), &[]).await;
+
+    // One event at once, the next in ten seconds: only the drain can end the wait between.
+    let port = proxy.port();
+    let started = Instant::now();
+    let streaming = tokio::spawn(async move {
+        try_send(port, Method::GET, HOST, "/sse?events=2&ms=10000", &[]).await
+    });
+    poll_until(Duration::from_secs(5), "the stream to start", || async {
+        old.count("/sse") == 1
+    })
+    .await;
+
+    proxy
+        .deploy("web", &new.target(), &["--drain-timeout=500ms"])
+        .await;
+    let outcome = streaming.await.expect("join");
+    assert!(
+        outcome.is_err(),
+        "the stream was cut off at the drain deadline, not completed: {outcome:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the stream ended with the drain, not with the target: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

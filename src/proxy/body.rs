@@ -9,11 +9,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::relay_body::ResponseBody;
 use super::request_log::RequestLog;
@@ -28,9 +28,8 @@ enum Kind {
     Upstream {
         body: ResponseBody,
         /// Waits for the drain deadline; made only once the body has to wait for the target
-        /// (most bodies never do, and the wait takes locks every request to the target
-        /// shares).
-        deadline: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+        /// (most bodies never do, and the wait is an allocation).
+        deadline: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
         guard: InflightGuard,
     },
 }
@@ -96,7 +95,8 @@ impl Body for ProxyBody {
                 let polled = Pin::new(body).poll_frame(cx).map_err(|e| e.into());
                 if polled.is_pending() {
                     let deadline = deadline.get_or_insert_with(|| {
-                        Box::pin(guard.tokens().requests.clone().cancelled_owned())
+                        let tokens = Arc::clone(guard.tokens());
+                        Box::pin(async move { tokens.until_cut().await })
                     });
                     if deadline.as_mut().poll(cx).is_ready() {
                         this.over = true;

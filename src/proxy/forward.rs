@@ -145,13 +145,13 @@ pub async fn send(
     added: &AddedHeaders<'_>,
 ) -> Result<ProxyResponse<ResponseBody>, ForwardError> {
     let target = guard.target().authority();
-    // The exchange first: the drain's wait (which takes locks) is set up only once the
-    // exchange has to wait for the target.
+    // The exchange first: the drain's wait (which takes its thread's bell's lock) is set
+    // up only once the exchange has to wait for the target.
     // Both are polled where they are pinned: the exchange's future is large, and
     // `select!` would copy it in.
     let exchange = exchange(pool, deadlines, target, request, options, spill_dir, added);
     let mut exchanged = pin!(exchange);
-    let mut drained = pin!(guard.tokens().requests.cancelled());
+    let mut drained = pin!(guard.tokens().until_cut());
     poll_fn(|cx| match exchanged.as_mut().poll(cx) {
         Poll::Ready(result) => Poll::Ready(result),
         Poll::Pending => drained

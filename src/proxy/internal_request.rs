@@ -135,7 +135,7 @@ pub async fn get(service: &Service, host: &str, path: PathAndQuery) -> Response<
             Ok(Err(error)) => Err(ForwardError::Unreachable(error_chain(&error))),
             Err(_) => Err(ForwardError::Timeout),
         },
-        () = claim.tokens().requests.cancelled() => Err(ForwardError::Drained),
+        () = claim.tokens().until_cut() => Err(ForwardError::Drained),
     };
     match outcome {
         Ok(response) => response.map(|body| InternalBody {

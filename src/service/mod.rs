@@ -7,6 +7,7 @@
 //! Requests that already hold the old one finish on it undisturbed.
 
 mod cookies;
+pub mod drain_bell;
 pub mod error_pages;
 pub mod health_check;
 pub mod load_balancer;

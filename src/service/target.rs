@@ -18,35 +18,37 @@ use http::uri::Authority;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::drain_bell;
 use super::target_state::TargetState;
 use crate::control::TargetAddress;
 
 /// Cancellation for one drain generation. A drain swaps in fresh tokens and cancels the
 /// old ones, so a target that is drained for a pause can serve again after resume.
 ///
-/// Every request holds its generation through one `Arc` (taken without a lock), and
-/// `cut` tells a response body the deadline passed with one atomic load: a
-/// `CancellationToken` takes a mutex to clone, drop or even ask `is_cancelled`, and those
-/// mutexes are shared by every request to the target on every core.
+/// Every request holds its generation through one `Arc` (taken without a lock). Its wait
+/// for the deadline is on its own thread's bell (`drain_bell`), not on anything of the
+/// target's: a lock of the target's would be written by every request on every core.
 #[derive(Default)]
 pub struct DrainTokens {
     /// Cancelled when a drain starts: upgraded connections close at once.
     pub upgrades: CancellationToken,
-    /// Cancelled at the drain deadline: what is still running is cut off.
-    pub requests: CancellationToken,
-    /// Set just before `requests` is cancelled.
+    /// Set at the drain deadline: what is still running is cut off.
     cut: AtomicBool,
 }
 
 impl DrainTokens {
     /// Whether the drain deadline passed: requests still running are to be cut off.
     pub fn is_cut(&self) -> bool {
-        self.cut.load(Ordering::Acquire)
+        drain_bell::is_cut(&self.cut)
+    }
+
+    /// Completes when the drain deadline passes.
+    pub async fn until_cut(&self) {
+        drain_bell::until_cut(&self.cut).await;
     }
 
     fn cut_requests(&self) {
-        self.cut.store(true, Ordering::Release);
-        self.requests.cancel();
+        drain_bell::cut(&self.cut);
     }
 }
 
@@ -223,7 +225,7 @@ mod tests {
     async fn drain_cancels_requests_still_running_at_the_deadline() {
         let target = target();
         let guard = target.claim().unwrap();
-        let cancelled = guard.tokens().requests.clone();
+        let tokens = Arc::clone(guard.tokens());
         let upgrades = guard.tokens().upgrades.clone();
         let drain = tokio::spawn({
             let target = Arc::clone(&target);
@@ -233,7 +235,7 @@ mod tests {
                     .await
             }
         });
-        cancelled.cancelled().await;
+        tokens.until_cut().await;
         assert!(upgrades.is_cancelled());
         drop(guard);
         assert_eq!(drain.await.unwrap(), 1);
