@@ -10,6 +10,7 @@
 //! - `proxy`: the data plane: accept, route, forward, error pages, request log.
 //! - `state`: the persisted routing table.
 //! - `tls`: the HTTPS listener's certificates: files, ACME (HTTP-01, TLS-ALPN-01), SNI choice.
+//! - `kamal`: the container side of the Kamal bridge: `run` in the image attaches to the daemon.
 //! - `lock`: the host's deploy locks (advisory, persisted beside the state).
 //! - `event`: what changed (deploys, health flips), announced to the D-Bus signals.
 //! - `metrics`: the Prometheus series the data plane records and `--metrics-port` serves.
@@ -20,6 +21,7 @@ pub mod daemon;
 pub mod error_chain;
 pub mod event;
 pub mod go_duration;
+pub mod kamal;
 pub mod lock;
 pub mod logging;
 pub mod metrics;

@@ -1,10 +1,11 @@
-//! The `kamal-proxy` binary: parse the command line, then run the daemon or make one call.
+//! The `kamal-proxy` binary: parse the command line, then run the daemon (or, in the Kamal
+//! image, attach to it) or make one call.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use kamal_proxy::cli::{self, Cli, Command};
-use kamal_proxy::daemon;
+use kamal_proxy::cli::{self, Cli, Command, RunMode};
+use kamal_proxy::{daemon, kamal};
 
 /// mimalloc rather than glibc's malloc: every proxied request allocates and frees a few
 /// small blocks on its worker thread, which mimalloc's thread-local free lists serve in
@@ -16,8 +17,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     match Cli::try_parse() {
         Ok(Cli { bus, command }) => cli::report(match command {
-            Command::Run(args) => match args.config(bus, |name| std::env::var(name).ok()) {
-                Ok(config) => daemon::run(config).await,
+            Command::Run(args) => match args.mode(bus, |name| std::env::var(name).ok()) {
+                Ok(RunMode::Serve(config)) => daemon::run(config).await,
+                Ok(RunMode::Attach(config)) => kamal::attach::run(config).await,
                 Err(message) => Err(message),
             },
             Command::GenerateDocs(args) => args.execute(),

@@ -36,6 +36,7 @@ use crate::service::options::{HealthCheckConfig, DEFAULT_DEPLOY_TIMEOUT};
 use crate::service::pause_controller::{PauseController, PauseStatus, DEFAULT_MAX_PAUSE};
 use crate::service::rollout_controller::RolloutController;
 use crate::service::target::DrainMode;
+use crate::service::target_resolver::TargetResolver;
 use crate::service::tls_policy::TlsPolicy;
 use crate::service::Service;
 use crate::state::{LoadOutcome, SavedPause, SavedRollout, SavedService, StateFile};
@@ -70,6 +71,8 @@ pub struct Router {
     /// Orders saves so that an older snapshot never overwrites a newer one.
     save_order: tokio::sync::Mutex<()>,
     health_client: HealthClient,
+    /// Where the targets' names point; the attached Kamal container answers for containers.
+    resolver: Arc<TargetResolver>,
     /// Where service changes are announced (the D-Bus signals); health checks share it.
     events: EventSender,
     /// The host a handshake without SNI gets; recomputed at every swap.
@@ -278,23 +281,6 @@ fn saved(service: &Service) -> SavedService {
     }
 }
 
-/// A balancer for restored targets: healthy at once, as in Go, and checked from then on
-/// when there is more than one target (a lone one would only turn a 502 into a 503).
-fn restored_balancer(
-    writers: &[TargetAddress],
-    readers: &[TargetAddress],
-    client: &HealthClient,
-    config: &HealthCheckConfig,
-    service: &ServiceName,
-) -> Arc<LoadBalancer> {
-    let lb = Arc::new(LoadBalancer::new(writers, readers));
-    lb.mark_all_healthy();
-    if writers.len() + readers.len() > 1 {
-        lb.start_health_checks(client, config, service.as_str());
-    }
-    lb
-}
-
 /// The service as it is, with `change` applied; `service not found` when it is gone.
 fn existing_with(
     existing: Option<&Arc<Service>>,
@@ -306,8 +292,14 @@ fn existing_with(
 }
 
 impl Router {
-    pub fn new(state_file: StateFile, events: EventSender, acme: Arc<AcmeManager>) -> Self {
+    pub fn new(
+        state_file: StateFile,
+        events: EventSender,
+        acme: Arc<AcmeManager>,
+        resolver: Arc<TargetResolver>,
+    ) -> Self {
         Router {
+            resolver,
             services: Mutex::new(BTreeMap::new()),
             routes: ArcSwap::from_pointee(RoutingTable::default()),
             deploying: Mutex::new(HashSet::new()),
@@ -318,6 +310,36 @@ impl Router {
             default_tls_host: ArcSwapOption::empty(),
             acme,
         }
+    }
+
+    /// A balancer for restored targets: healthy at once, as in Go, and checked from then on
+    /// when there is more than one target (a lone one would only turn a 502 into a 503).
+    fn restored_balancer(
+        &self,
+        writers: &[TargetAddress],
+        readers: &[TargetAddress],
+        config: &HealthCheckConfig,
+        service: &ServiceName,
+    ) -> Arc<LoadBalancer> {
+        let lb = Arc::new(LoadBalancer::new(writers, readers, &self.resolver));
+        lb.mark_all_healthy();
+        if writers.len() + readers.len() > 1 {
+            lb.start_health_checks(&self.health_client, config, service.as_str());
+        }
+        lb
+    }
+
+    /// Fails at once, naming the target and why, when a target has no address anyone can
+    /// find: waiting out the deploy timeout would only hide the reason.
+    async fn check_resolvable(
+        &self,
+        targets: impl Iterator<Item = &TargetAddress>,
+    ) -> Result<(), ControlError> {
+        let lookups = targets.map(|target| self.resolver.resolve(target, None));
+        for result in futures_util::future::join_all(lookups).await {
+            result.map_err(|error| ControlError::TargetUnresolvable(error.to_string()))?;
+        }
+        Ok(())
     }
 
     /// The ACME manager: automatic certificates and the challenge answers on offer.
@@ -461,10 +483,12 @@ impl Router {
             return Err(ControlError::host_conflict());
         }
 
+        let readers = options.read_targets.clone().unwrap_or_default();
+        self.check_resolvable(targets.iter().chain(&readers))
+            .await?;
         let target_list: Vec<&str> = targets.iter().map(TargetAddress::as_str).collect();
         tracing::info!(service = %name, hosts = ?service_options.hosts.iter().map(Host::as_str).collect::<Vec<_>>(), targets = ?target_list, "Deploying");
-        let readers = options.read_targets.clone().unwrap_or_default();
-        let active = Arc::new(LoadBalancer::new(&targets, &readers));
+        let active = Arc::new(LoadBalancer::new(&targets, &readers, &self.resolver));
         active.start_health_checks(
             &self.health_client,
             &target_options.health_check,
@@ -598,10 +622,12 @@ impl Router {
         };
         let deploy_timeout = options.deploy_timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT);
         let drain_timeout = options.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT);
+        let readers = options.read_targets.unwrap_or_default();
+        self.check_resolvable(targets.iter().chain(&readers))
+            .await?;
         let target_list: Vec<&str> = targets.iter().map(TargetAddress::as_str).collect();
         tracing::info!(service = %name, targets = ?target_list, "Deploying for rollout");
-        let readers = options.read_targets.unwrap_or_default();
-        let rollout = Arc::new(LoadBalancer::new(&targets, &readers));
+        let rollout = Arc::new(LoadBalancer::new(&targets, &readers, &self.resolver));
         rollout.start_health_checks(
             &self.health_client,
             &current.target_options.health_check,
@@ -708,23 +734,12 @@ impl Router {
         for saved in services {
             let name = saved.name.clone();
             let check = &saved.target_options.health_check;
-            let active = restored_balancer(
-                &saved.active_targets,
-                &saved.active_readers,
-                &self.health_client,
-                check,
-                &name,
-            );
+            let active =
+                self.restored_balancer(&saved.active_targets, &saved.active_readers, check, &name);
             let has_rollout =
                 !(saved.rollout_targets.is_empty() && saved.rollout_readers.is_empty());
             let rollout = has_rollout.then(|| {
-                restored_balancer(
-                    &saved.rollout_targets,
-                    &saved.rollout_readers,
-                    &self.health_client,
-                    check,
-                    &name,
-                )
+                self.restored_balancer(&saved.rollout_targets, &saved.rollout_readers, check, &name)
             });
             // A split without a rollout group has nothing to send traffic to. The split point
             // is recomputed, so a hand-edited file cannot disagree with its own percentage.

@@ -32,7 +32,7 @@ pub use pause::PauseArgs;
 pub use remove::RemoveArgs;
 pub use resume::ResumeArgs;
 pub use rollout::RolloutCommand;
-pub use run::RunArgs;
+pub use run::{RunArgs, RunMode};
 pub use stop::StopArgs;
 pub use version::VersionArgs;
 

@@ -13,6 +13,8 @@ use clap::Args;
 use super::args::{self, CsvList};
 use crate::control::BusChoice;
 use crate::daemon::RunConfig;
+use crate::kamal::attach::AttachConfig;
+use crate::kamal::ATTACH_VARIABLE;
 use crate::logging::LogFormat;
 use crate::tls::acme::challenge_kind::{ChallengeKind, DEFAULT_PREFERENCE};
 
@@ -53,7 +55,70 @@ pub struct RunArgs {
     log_requests: Option<bool>,
 }
 
+/// What `run` is to do.
+#[derive(Debug)]
+pub enum RunMode {
+    /// Be the daemon.
+    Serve(RunConfig),
+    /// In the Kamal image (`KAMAL_PROXY_ATTACH=1`): attach to the host's daemon.
+    Attach(AttachConfig),
+}
+
 impl RunArgs {
+    /// Serve, or in the Kamal image attach; both read the environment through `env`.
+    pub fn mode(
+        self,
+        bus: BusChoice,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<RunMode, String> {
+        let attach = env(ATTACH_VARIABLE)
+            .filter(|value| !value.is_empty())
+            .map(|value| {
+                args::go_bool(&value).map_err(|why| {
+                    format!("invalid value \"{value}\" in environment variable {ATTACH_VARIABLE}: {why}")
+                })
+            })
+            .transpose()?;
+        if attach != Some(true) {
+            return self.config(bus, env).map(RunMode::Serve);
+        }
+        let debug = or_env(self.debug, || {
+            Environment(&env).read("DEBUG", args::go_bool)
+        })?;
+        Ok(RunMode::Attach(AttachConfig {
+            debug: debug.unwrap_or(false),
+            ignored_flags: self.daemon_flags_given(),
+        }))
+    }
+
+    /// The flags given that configure the daemon, which an attached container cannot honour.
+    fn daemon_flags_given(&self) -> Vec<String> {
+        let mut given = Vec::new();
+        let mut note = |set: bool, flag: String| {
+            if set {
+                given.push(flag)
+            }
+        };
+        note(
+            self.http_port.is_some(),
+            format!("--http-port {}", self.http_port.unwrap_or_default()),
+        );
+        note(
+            self.https_port.is_some(),
+            format!("--https-port {}", self.https_port.unwrap_or_default()),
+        );
+        note(
+            self.metrics_port.is_some(),
+            format!("--metrics-port {}", self.metrics_port.unwrap_or_default()),
+        );
+        note(self.http3.is_some(), "--http3".into());
+        note(!self.bind.is_empty(), "--bind".into());
+        note(self.acme_ca_cert.is_some(), "--acme-ca-cert".into());
+        note(!self.acme_challenges.is_empty(), "--acme-challenges".into());
+        note(self.log_requests.is_some(), "--log-requests".into());
+        given
+    }
+
     /// The daemon's configuration from these flags, then the environment seen through
     /// `env`, then the defaults.
     pub fn config(
@@ -146,6 +211,42 @@ mod tests {
             Command::Run(args) => args.config(cli.bus, |name| env.get(name).cloned()),
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    fn mode(argv: &[&str], env: &[(&str, &str)]) -> Result<RunMode, String> {
+        let argv = ["kamal-proxy", "run"].iter().chain(argv);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match cli.command {
+            Command::Run(args) => args.mode(cli.bus, |name| env.get(name).cloned()),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn attaches_in_the_kamal_image_and_names_the_daemon_flags_it_ignores() {
+        let attach = [("KAMAL_PROXY_ATTACH", "1")];
+        match mode(&["--debug", "--metrics-port", "9090"], &attach).unwrap() {
+            RunMode::Attach(config) => assert_eq!(
+                config,
+                AttachConfig {
+                    debug: true,
+                    ignored_flags: vec!["--metrics-port 9090".into()],
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(mode(&[], &[]).unwrap(), RunMode::Serve(_)));
+        assert!(matches!(
+            mode(&[], &[("KAMAL_PROXY_ATTACH", "false")]).unwrap(),
+            RunMode::Serve(_)
+        ));
+        assert!(mode(&[], &[("KAMAL_PROXY_ATTACH", "yes")])
+            .unwrap_err()
+            .contains("KAMAL_PROXY_ATTACH"));
     }
 
     #[test]

@@ -71,6 +71,12 @@ pub trait Control {
 
     fn rollout_stop(&self, service: &str) -> zbus::Result<()>;
 
+    fn attach(
+        &self,
+        log_pipe: zbus::zvariant::Fd<'_>,
+        options: &HashMap<String, Value<'_>>,
+    ) -> zbus::Result<()>;
+
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
 }

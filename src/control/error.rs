@@ -23,6 +23,10 @@ pub enum ControlError {
     InvalidArgs(String),
     /// The new targets did not become healthy within the deploy timeout.
     TargetUnhealthy(String),
+    /// Neither the host nor the attached Kamal container can resolve a target's name.
+    TargetUnresolvable(String),
+    /// Another kamal-proxy container is attached to the daemon already.
+    AlreadyAttached(String),
     /// A rollout command needs a rollout deployment first.
     RolloutNotSet(String),
     /// The deploy lock is held by someone else.
@@ -73,6 +77,8 @@ impl ControlError {
             | ControlError::InvalidOptions(text)
             | ControlError::InvalidArgs(text)
             | ControlError::TargetUnhealthy(text)
+            | ControlError::TargetUnresolvable(text)
+            | ControlError::AlreadyAttached(text)
             | ControlError::RolloutNotSet(text)
             | ControlError::Locked(text)
             | ControlError::DeployInProgress(text)

@@ -9,10 +9,13 @@ use std::sync::Arc;
 
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
+use zbus::zvariant::OwnedFd;
 
+use super::attachment::Attachments;
 use super::{
-    caller, ControlError, DeployOptions, OptionDict, PauseOptions, RolloutDeployOptions,
-    RolloutSetOptions, ServiceName, ServiceSummary, StopOptions, TargetAddress,
+    caller, AttachOptions, ControlError, DeployOptions, OptionDict, PauseOptions,
+    RolloutDeployOptions, RolloutSetOptions, ServiceName, ServiceSummary, StopOptions,
+    TargetAddress,
 };
 use crate::lock::{DeployLocks, LockError};
 use crate::router::{DeployRequest, RolloutDeployRequest, Router};
@@ -22,6 +25,7 @@ use crate::router::{DeployRequest, RolloutDeployRequest, Router};
 pub struct ControlApi {
     pub router: Arc<Router>,
     pub locks: Arc<DeployLocks>,
+    pub attachments: Arc<Attachments>,
 }
 
 pub struct ProxyInterface {
@@ -202,6 +206,31 @@ impl ProxyInterface {
     /// Sends every request to the active group again; the rollout group stays deployed.
     async fn rollout_stop(&self, service: String) -> Result<(), ControlError> {
         self.api.router.rollout_stop(&service_name(&service)?).await
+    }
+
+    /// Attaches the calling kamal-proxy container (the image Kamal boots): the daemon
+    /// writes its log, as JSON lines, into `log_pipe`, and resolves target names the host
+    /// does not know through the `org.kamal.Proxy1.Resolver` object the caller serves at
+    /// `/org/kamal/Proxy1/Resolver`, until the caller's connection ends. Control socket
+    /// only; refused with `AlreadyAttached` while another container is attached.
+    async fn attach(
+        &self,
+        log_pipe: OwnedFd,
+        options: OptionDict,
+        #[zbus(connection)] connection: &zbus::Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), ControlError> {
+        let options = AttachOptions::from_dict(options)?;
+        if header.sender().is_some() {
+            return Err(ControlError::InvalidArgs(
+                "Attach is served on the control socket only, not on a message bus".into(),
+            ));
+        }
+        let container = options.container.unwrap_or_else(|| "unnamed".into());
+        self.api
+            .attachments
+            .attach(connection, container, log_pipe.into())
+            .await
     }
 
     #[zbus(property)]

@@ -5,6 +5,7 @@
 //! with its D-Bus names, the daemon-side interface and the client-side proxy, and the rule
 //! that picks a transport. Domain code (`router`, `service/`, `proxy/`) never imports zbus.
 
+mod attachment;
 mod caller;
 mod client;
 mod error;
@@ -13,6 +14,7 @@ mod interface;
 mod on_demand_url;
 mod options;
 mod path_prefix;
+mod resolver;
 mod server;
 mod service_name;
 mod service_summary;
@@ -20,15 +22,18 @@ mod target_address;
 mod transport;
 mod wire_value;
 
+pub use attachment::Attachments;
 pub use client::{connect, Client, ControlProxy};
 pub use error::ControlError;
 pub use host::Host;
 pub use interface::ControlApi;
 pub use on_demand_url::OnDemandUrl;
 pub use options::{
-    DeployOptions, OptionDict, PauseOptions, RolloutDeployOptions, RolloutSetOptions, StopOptions,
+    AttachOptions, DeployOptions, OptionDict, PauseOptions, RolloutDeployOptions,
+    RolloutSetOptions, StopOptions,
 };
 pub use path_prefix::PathPrefix;
+pub use resolver::{ResolverProxy, RESOLVER_PATH};
 pub use server::ControlServer;
 pub use service_name::ServiceName;
 pub use service_summary::ServiceSummary;

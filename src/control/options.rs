@@ -122,6 +122,14 @@ options! {
 }
 
 options! {
+    /// Options of `Attach`.
+    pub struct AttachOptions {
+        /// The attaching container's host name (Docker: its short id), for the log.
+        container: String,
+    }
+}
+
+options! {
     /// Options of `Pause`.
     pub struct PauseOptions {
         drain_timeout: Duration,

@@ -11,6 +11,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use tokio::net::UnixListener;
@@ -151,6 +152,7 @@ async fn serve_peer(
     mut events: broadcast::Receiver<ProxyEvent>,
     shutdown: CancellationToken,
 ) {
+    let attachments = Arc::clone(&api.attachments);
     let connection = async {
         Builder::unix_stream(stream)
             .server(zbus::Guid::generate())?
@@ -175,6 +177,7 @@ async fn serve_peer(
             () = shutdown.cancelled() => break,
         }
     }
+    attachments.connection_closed(&connection);
 }
 
 impl ControlServer {

@@ -5,6 +5,7 @@
 //! literals (`[::1]:3000`), and explain what is wrong instead of "invalid host pattern".
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -16,6 +17,8 @@ pub struct TargetAddress {
     authority: Box<str>,
     host: Box<str>,
     port: u16,
+    /// The host when it is an IP literal: connecting needs no lookup.
+    ip: Option<IpAddr>,
 }
 
 impl TargetAddress {
@@ -65,11 +68,17 @@ impl TargetAddress {
                 _ => return Err(invalid("the port must be a number from 1 to 65535")),
             },
         };
+        let ip = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok();
         Ok(TargetAddress {
             text: text.into(),
             authority: format!("{host}:{port}").into(),
             host: host.into(),
             port,
+            ip,
         })
     }
 
@@ -93,6 +102,11 @@ impl TargetAddress {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The host as an address, when it is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ip
     }
 }
 
@@ -125,6 +139,15 @@ mod tests {
             TargetAddress::parse("127.0.0.1:80").unwrap().as_str(),
             "127.0.0.1:80"
         );
+    }
+
+    #[test]
+    fn knows_an_ip_literal_from_a_name() {
+        let ip = |text: &str| TargetAddress::parse(text).unwrap().ip();
+        assert_eq!(ip("127.0.0.1:80"), Some([127, 0, 0, 1].into()));
+        assert_eq!(ip("[::1]:80"), Some(std::net::Ipv6Addr::LOCALHOST.into()));
+        assert_eq!(ip("a1b2c3d4e5f6:80"), None);
+        assert_eq!(ip("localhost"), None);
     }
 
     #[test]

@@ -28,12 +28,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::{ControlApi, ControlServer};
+use crate::control::{Attachments, ControlApi, ControlServer};
 use crate::lock::{self, DeployLocks};
 use crate::logging::RequestOutput;
 use crate::metrics::{self, Metrics};
 use crate::proxy::ListenerInfo;
 use crate::router::Router;
+use crate::service::target_resolver::TargetResolver;
 use crate::state::StateFile;
 use crate::tls::acme::{AcmeConfig, AcmeManager};
 use crate::tls::HttpsAcceptor;
@@ -109,11 +110,11 @@ fn warn_of_ignored_listen_flags(config: &RunConfig, http_port: u16, https_port: 
 }
 
 pub async fn run(config: RunConfig) -> Result<(), String> {
-    let log = crate::logging::init(config.debug, config.log_format);
-    let log = if config.log_requests {
-        log
+    let outputs = crate::logging::init(config.debug, config.log_format);
+    let (log, mirror) = if config.log_requests {
+        (outputs.requests, Some(outputs.mirror))
     } else {
-        RequestOutput::Off
+        (RequestOutput::Off, None)
     };
     crate::tls::install_crypto_provider();
     let Listeners {
@@ -147,7 +148,13 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         challenges: config.acme_challenges.clone(),
     };
     let acme = Arc::new(AcmeManager::new(acme, Arc::default(), root.child_token()));
-    let router = Arc::new(Router::new(state_file, events.clone(), acme));
+    let resolver = Arc::new(TargetResolver::default());
+    let router = Arc::new(Router::new(
+        state_file,
+        events.clone(),
+        acme,
+        Arc::clone(&resolver),
+    ));
     router.restore().await;
 
     let metrics = Arc::new(Metrics::default());
@@ -159,12 +166,14 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
             scheme: "http",
             https_port,
             log,
+            mirror,
         },
         https_info: ListenerInfo {
             port: https_port,
             scheme: "https",
             https_port,
             log,
+            mirror,
         },
     };
     let shared = data_plane::Shared {
@@ -187,6 +196,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     let api = ControlApi {
         router: Arc::clone(&router),
         locks,
+        attachments: Arc::new(Attachments::new(resolver, outputs.mirror)),
     };
     let control = match ControlServer::start(api, &events, &config.bus, root.child_token()).await {
         Ok(control) => control,
@@ -201,6 +211,7 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     let signal = shutdown_signal();
     let systemd_sockets = source == ListenerSource::Systemd;
     tracing::info!(http = http_port, https = https_port, metrics = metrics_port, socket = %control.socket_path().display(), systemd_sockets, "Server started");
+    outputs.mirror.started();
     notify::ready(&router);
     let supervisor = tokio::spawn(notify::supervise(Arc::clone(&router), root.child_token()));
 

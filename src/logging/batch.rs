@@ -85,8 +85,9 @@ impl Drop for LineInProgress<'_> {
     }
 }
 
-/// Writes this thread's queued lines.
+/// Writes this thread's queued lines, and those it mirrors to an attached container.
 pub fn flush() {
+    super::mirror::flush_thread();
     PENDING.with(|pending| {
         let mut pending = pending.borrow_mut();
         if !pending.is_empty() {

@@ -1,22 +1,25 @@
 //! `JsonLayer`: a `tracing` layer that writes events as Go-style JSON lines.
 //!
 //! Field values keep their JSON type where tracing gives one (numbers, booleans); anything
-//! formatted with `%` or `?` becomes a string.
+//! formatted with `%` or `?` becomes a string. Lines go to stdout (`--log-format=json`) and to
+//! the attached Kamal container's pipe (`LogMirror`), or only there, whatever the daemon's
+//! own output is. Which events are written is the filter's business (`logging::init`).
 
 use tracing::field::{Field, Visit};
-use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
-use super::{JsonLine, Key};
+use super::{JsonLine, Key, LogMirror};
 
 pub struct JsonLayer {
-    level: LevelFilter,
+    /// Whether stdout gets the lines too, or only the mirror.
+    to_stdout: bool,
+    mirror: &'static LogMirror,
 }
 
 impl JsonLayer {
-    pub fn new(level: LevelFilter) -> Self {
-        JsonLayer { level }
+    pub fn new(to_stdout: bool, mirror: &'static LogMirror) -> Self {
+        JsonLayer { to_stdout, mirror }
     }
 }
 
@@ -100,17 +103,23 @@ impl<V: Visit> Visit for WithoutMessage<'_, V> {
 }
 
 impl<S: Subscriber> Layer<S> for JsonLayer {
-    fn enabled(&self, metadata: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
-        // Our own events at the chosen level; dependencies (zbus, hyper) only when they warn.
-        let ours = metadata.target().starts_with("kamal_proxy");
-        self.level >= *metadata.level() && (ours || *metadata.level() <= Level::WARN)
-    }
-
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mirrored = self.mirror.wants_lines();
+        if !(self.to_stdout || mirrored) {
+            return;
+        }
         let mut message = Message(String::new());
         event.record(&mut message);
-        JsonLine::write_to_stdout(level_name(event.metadata().level()), &message.0, |line| {
+        let mut line = Vec::new();
+        let level = level_name(event.metadata().level());
+        JsonLine::write_into(&mut line, level, &message.0, |line| {
             event.record(&mut WithoutMessage(&mut Fields { line }));
         });
+        if self.to_stdout {
+            super::batch::write_now(&line);
+        }
+        if mirrored {
+            self.mirror.write(&line);
+        }
     }
 }

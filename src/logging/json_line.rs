@@ -25,14 +25,6 @@ impl JsonLine<'_> {
         super::batch::append(|buffer| JsonLine::write_into(buffer, level, message, fill));
     }
 
-    /// Builds a line with `fill` and writes it now, in one call, so concurrent lines never
-    /// interleave.
-    pub fn write_to_stdout(level: &str, message: &str, fill: impl FnOnce(&mut JsonLine<'_>)) {
-        let mut buffer = Vec::new();
-        JsonLine::write_into(&mut buffer, level, message, fill);
-        super::batch::write_now(&buffer);
-    }
-
     /// Appends one whole line to `buffer`: Go slog's leading fields, `fill`'s, the end.
     pub fn write_into(
         buffer: &mut Vec<u8>,

@@ -17,6 +17,7 @@ mod journal;
 mod json_layer;
 mod json_line;
 mod logged_header;
+mod mirror;
 mod text_line;
 mod timestamp;
 
@@ -28,6 +29,7 @@ pub use journal::{journal_field_name, JournalRecord, JournalSocket, PRIORITY_INF
 pub use json_layer::JsonLayer;
 pub use json_line::JsonLine;
 pub use logged_header::LoggedHeader;
+pub use mirror::{LogMirror, MirrorId};
 pub use text_line::TextLine;
 
 use tracing::level_filters::LevelFilter;
@@ -54,14 +56,26 @@ fn ours_or_warnings(level: LevelFilter) -> FilterFn<impl Fn(&tracing::Metadata<'
     })
 }
 
+/// Where this process's log goes, as `init` set it up.
+#[derive(Debug, Clone, Copy)]
+pub struct LogOutputs {
+    /// Where request lines are written.
+    pub requests: RequestOutput,
+    /// The copy for an attached Kamal container; lifecycle lines reach it by themselves.
+    pub mirror: &'static LogMirror,
+}
+
 /// Installs logging for this process and says where request lines go. `debug` lowers the
 /// level to DEBUG. A journal that cannot be reached falls back to JSON, with a warning.
-pub fn init(debug: bool, format: LogFormat) -> RequestOutput {
+/// Whatever the output, lifecycle lines are also mirrored as JSON (see `LogMirror`).
+pub fn init(debug: bool, format: LogFormat) -> LogOutputs {
     let level = if debug {
         LevelFilter::DEBUG
     } else {
         LevelFilter::INFO
     };
+    // Lives as long as the process, as the log does; made once, at start-up.
+    let mirror: &'static LogMirror = Box::leak(Box::new(LogMirror::starting()));
     let journal_stream = std::env::var("JOURNAL_STREAM").ok();
     let target = choose(format, journal_stream.as_deref(), stderr_id());
     let (output, fallback_reason) = match target {
@@ -72,16 +86,22 @@ pub fn init(debug: bool, format: LogFormat) -> RequestOutput {
                 let layer = layer
                     .with_field_prefix(None)
                     .with_filter(ours_or_warnings(level));
-                let subscriber = tracing_subscriber::registry().with(layer);
+                let mirrored = JsonLayer::new(false, mirror).with_filter(ours_or_warnings(level));
+                let subscriber = tracing_subscriber::registry().with(layer).with(mirrored);
                 // A second init (tests that start the daemon in-process twice) keeps the first.
                 let _ = tracing::subscriber::set_global_default(subscriber);
                 // Lives as long as the process; leaked once, at start-up.
-                return RequestOutput::Journal(Box::leak(Box::new(socket)));
+                let socket = Box::leak(Box::new(socket));
+                return LogOutputs {
+                    requests: RequestOutput::Journal(socket),
+                    mirror,
+                };
             }
             (Err(error), _) | (_, Err(error)) => (RequestOutput::Json, Some(error)),
         },
     };
-    let json = matches!(output, RequestOutput::Json).then(|| JsonLayer::new(level));
+    let json = JsonLayer::new(matches!(output, RequestOutput::Json), mirror)
+        .with_filter(ours_or_warnings(level));
     let text = matches!(output, RequestOutput::Text).then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stdout)
@@ -92,5 +112,8 @@ pub fn init(debug: bool, format: LogFormat) -> RequestOutput {
     if let Some(error) = fallback_reason {
         tracing::warn!(error = %error, "Cannot write to the journal; logging JSON to stdout");
     }
-    output
+    LogOutputs {
+        requests: output,
+        mirror,
+    }
 }

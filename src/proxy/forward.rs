@@ -16,7 +16,7 @@ use std::task::Poll;
 
 use crate::error_chain::error_chain;
 use http::request::Parts;
-use http::uri::{Authority, PathAndQuery};
+use http::uri::PathAndQuery;
 use http::{StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -36,7 +36,7 @@ use super::upstream_connection::ExchangeError;
 use super::upstream_pool::{UpstreamError, UpstreamPool};
 use super::{request_buffer, response_buffer};
 use crate::service::options::TargetOptions;
-use crate::service::target::InflightGuard;
+use crate::service::target::{InflightGuard, Target};
 
 #[derive(Debug)]
 pub enum ForwardError {
@@ -144,7 +144,7 @@ pub async fn send(
     guard: &InflightGuard,
     added: &AddedHeaders<'_>,
 ) -> Result<ProxyResponse<ResponseBody>, ForwardError> {
-    let target = guard.target().authority();
+    let target = guard.target();
     // The exchange first: the drain's wait (which takes its thread's bell's lock) is set
     // up only once the exchange has to wait for the target.
     // Both are polled where they are pinned: the exchange's future is large, and
@@ -165,7 +165,7 @@ pub async fn send(
 async fn exchange(
     pool: &UpstreamPool,
     deadlines: &DeadlineTimers,
-    target: &Authority,
+    target: &Target,
     request: Outgoing<'_>,
     options: &TargetOptions,
     spill_dir: &Arc<SpillDir>,

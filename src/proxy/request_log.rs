@@ -18,7 +18,7 @@ use super::proxy_response::HeaderValues;
 use super::request_stamp::{RequestId, RequestStamp};
 use crate::logging::LoggedHeader;
 use crate::logging::{
-    key, JournalRecord, JsonLine, Key, LogFields, RequestOutput, TextLine, PRIORITY_INFO,
+    key, JournalRecord, JsonLine, Key, LogFields, LogMirror, RequestOutput, TextLine, PRIORITY_INFO,
 };
 use crate::metrics::RequestMetrics;
 
@@ -38,6 +38,8 @@ pub struct ListenerInfo {
     pub https_port: u16,
     /// Where this listener's request lines are written (JSON stdout, text or the journal).
     pub log: RequestOutput,
+    /// Where they are copied while a Kamal container is attached (`None`: request lines off).
+    pub mirror: Option<&'static LogMirror>,
 }
 
 /// One client connection: the listener it came in on and the client's address.
@@ -300,6 +302,13 @@ impl Entry {
             }
             RequestOutput::Off => {}
         }
+        if let Some(mirror) = self.peer.listener.mirror.filter(|m| m.is_attached()) {
+            mirror.append(|lines| {
+                JsonLine::write_into(lines, "INFO", "Request", |line| {
+                    self.fill(line, bytes_sent, duration);
+                })
+            });
+        }
         // Recording consumes the metrics handle; nothing is recorded twice.
         std::mem::replace(&mut self.metrics, RequestMetrics::excluded())
             .finish(self.status, duration);
@@ -424,6 +433,7 @@ mod tests {
             scheme: "http",
             https_port: 443,
             log: RequestOutput::Json,
+            mirror: None,
         };
         let peer = Peer::new(listener, "192.0.2.7:5555".parse().unwrap());
         let mut log = RequestLog::new(

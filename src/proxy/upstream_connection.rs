@@ -12,12 +12,12 @@
 //! (100 Continue, 103 Early Hints) are read and dropped, as Go's transport does.
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::uri::Authority;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -69,8 +69,8 @@ pub struct Exchanged {
 impl UpstreamConnection {
     /// Boxed: a connection is made once and serves many requests, and the response body
     /// that holds it during each is moved several times on its way to the client.
-    pub async fn connect(target: &Authority) -> io::Result<Box<Self>> {
-        let stream = TcpStream::connect(target.as_str()).await?;
+    pub async fn connect(address: SocketAddr) -> io::Result<Box<Self>> {
+        let stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
         let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
         // Best effort: without probes a vanished host is still noticed by the target timeout.

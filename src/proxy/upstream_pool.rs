@@ -29,6 +29,7 @@ use super::relay_body::RelayBody;
 use super::request_head::{self, AddedHeaders, BodyFraming};
 use super::upstream_body::UpstreamBody;
 use super::upstream_connection::{ExchangeError, Exchanged, UpstreamConnection};
+use crate::service::target::Target;
 
 /// Idle connections kept per target, enough for a busy app server's worker pool.
 const MAX_IDLE_PER_TARGET: usize = 256;
@@ -131,11 +132,12 @@ impl UpstreamPool {
     /// end.
     pub async fn send(
         &self,
-        target: &Authority,
+        to: &Target,
         parts: &mut Parts,
         body: RelayBody,
         added: &AddedHeaders<'_>,
     ) -> Result<ProxyResponse<UpstreamBody>, UpstreamError> {
+        let target = to.authority();
         let framing = BodyFraming::of(body.is_end_stream(), &body.size_hint());
         let mut idle = self.take_idle(target);
         // Encoded into the last head sent on the connection, which has the room for it.
@@ -161,7 +163,13 @@ impl UpstreamPool {
                 Err(error) => return Err(error.into()),
             }
         }
-        let mut connection = Box::pin(UpstreamConnection::connect(target))
+        // A new connection goes where the target's name points now (a container may have
+        // moved); pooled ones were made to the target as it was then, and live or die with it.
+        let connect = async {
+            let address = to.resolve(None).await?;
+            UpstreamConnection::connect(address).await
+        };
+        let mut connection = Box::pin(connect)
             .await
             .map_err(|source| UpstreamError::Connect {
                 target: target.clone(),

@@ -7,6 +7,7 @@
 //! per target that dies with the load balancer's cancellation token. Every state change is
 //! announced as a `ProxyEvent` (the D-Bus `TargetHealthChanged` signal).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,13 +47,23 @@ impl HealthClient {
         }
     }
 
-    async fn check(&self, uri: &Uri, host: Option<&str>, timeout: Duration) -> Result<(), String> {
-        let mut request = Request::get(uri.clone()).header(USER_AGENT, "kamal-proxy");
-        if let Some(host) = host {
-            request = request.header(HOST, host);
-        }
-        // Infallible: the URI was built and checked by `HealthCheck::new`, headers are constant or validated.
-        let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
+    /// One `GET path` to `address`, with `host` as its Host header.
+    async fn check(
+        &self,
+        address: SocketAddr,
+        path: &str,
+        host: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let uri: Uri = format!("http://{address}{path}")
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        // Infallible: the path was checked at deploy, the Host value is a checked target or host.
+        let request = Request::get(uri)
+            .header(USER_AGENT, "kamal-proxy")
+            .header(HOST, host)
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
         let attempt = async {
             let response = self
                 .http
@@ -85,8 +96,13 @@ impl HealthClient {
 pub struct HealthCheck {
     client: HealthClient,
     target: Arc<Target>,
-    uri: Uri,
-    host: Option<String>,
+    /// `--health-check-port`, else the target's.
+    port: Option<u16>,
+    path: String,
+    /// `--health-check-host`, else the target as deployed (name and port), as Go sends it.
+    host: String,
+    /// What the log shows: the URL by the target's name.
+    url: String,
     interval: Duration,
     timeout: Duration,
     service: String,
@@ -100,18 +116,34 @@ impl HealthCheck {
         service: &str,
     ) -> Self {
         let port = config.port.unwrap_or(target.address().port());
-        let uri = format!("http://{}:{port}{}", target.address().host(), config.path)
-            .parse()
-            .unwrap_or_else(|_| Uri::from_static("http://invalid./"));
+        let host = config
+            .host
+            .clone()
+            .unwrap_or_else(|| format!("{}:{port}", target.address().host()));
+        let url = format!("http://{}:{port}{}", target.address().host(), config.path);
         HealthCheck {
             client,
+            url,
             target,
-            uri,
-            host: config.host.clone(),
+            port: config.port,
+            path: config.path.clone(),
+            host,
             interval: config.interval,
             timeout: config.timeout,
             service: service.to_string(),
         }
+    }
+
+    /// Resolves the target afresh (a container may have moved), then checks it.
+    async fn check(&self) -> Result<(), String> {
+        let address = self
+            .target
+            .resolve(self.port)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.client
+            .check(address, &self.path, &self.host, self.timeout)
+            .await
     }
 
     /// Checks now, then every interval, until cancelled; with `stop_when_healthy` (a lone
@@ -124,12 +156,12 @@ impl HealthCheck {
     ) {
         loop {
             let result = tokio::select! {
-                result = self.client.check(&self.uri, self.host.as_deref(), self.timeout) => result,
+                result = self.check() => result,
                 () = cancel.cancelled() => return,
             };
             let healthy = result.is_ok();
             if let Err(error) = &result {
-                tracing::info!(service = %self.service, target = %self.target.address(), url = %self.uri, error = %error, "Healthcheck failed");
+                tracing::info!(service = %self.service, target = %self.target.address(), url = %self.url, error = %error, "Healthcheck failed");
             }
             let was = self.target.state();
             let now = match (was, healthy) {

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::health_check::{HealthCheck, HealthClient};
 use super::options::HealthCheckConfig;
 use super::target::{DrainMode, Target};
+use super::target_resolver::TargetResolver;
 use super::target_state::TargetState;
 use crate::control::TargetAddress;
 
@@ -50,10 +51,20 @@ fn pick_from(targets: &[Arc<Target>], next: &AtomicUsize) -> Option<Arc<Target>>
 }
 
 impl LoadBalancer {
-    pub fn new(writers: &[TargetAddress], readers: &[TargetAddress]) -> Self {
+    pub fn new(
+        writers: &[TargetAddress],
+        readers: &[TargetAddress],
+        resolver: &Arc<TargetResolver>,
+    ) -> Self {
+        let targets = |addresses: &[TargetAddress]| {
+            addresses
+                .iter()
+                .map(|address| Target::new(address.clone(), resolver))
+                .collect()
+        };
         LoadBalancer {
-            writers: writers.iter().cloned().map(Target::new).collect(),
-            readers: readers.iter().cloned().map(Target::new).collect(),
+            writers: targets(writers),
+            readers: targets(readers),
             next_writer: AtomicUsize::new(0),
             next_reader: AtomicUsize::new(0),
             health_changed: Arc::new(Notify::new()),
@@ -164,7 +175,7 @@ mod tests {
                 .map(|a| TargetAddress::parse(a).unwrap())
                 .collect::<Vec<_>>()
         };
-        LoadBalancer::new(&parse(writers), &parse(readers))
+        LoadBalancer::new(&parse(writers), &parse(readers), &Arc::default())
     }
 
     fn picked(lb: &LoadBalancer, kind: RequestKind) -> Option<String> {

@@ -17,6 +17,7 @@ pub mod pause_controller;
 pub mod pause_state;
 pub mod rollout_controller;
 pub mod target;
+pub mod target_resolver;
 pub mod target_state;
 pub mod tls_policy;
 pub mod writer_affinity;

@@ -9,6 +9,7 @@
 //! Claims and drains meet on two `SeqCst` atomics, so a claim racing a drain either is
 //! waited for or backs off and is re-routed by the caller; it is never lost.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::drain_bell;
+use super::target_resolver::{ResolveError, TargetResolver};
 use super::target_state::TargetState;
 use crate::control::TargetAddress;
 
@@ -56,6 +58,8 @@ pub struct Target {
     address: TargetAddress,
     /// Parsed once for building upstream URIs on the request path.
     authority: Authority,
+    /// Where the address points, asked for each new connection and health check.
+    resolver: Arc<TargetResolver>,
     state: AtomicU8,
     draining: AtomicBool,
     inflight: AtomicUsize,
@@ -99,7 +103,7 @@ impl Drop for InflightGuard {
 }
 
 impl Target {
-    pub fn new(address: TargetAddress) -> Arc<Self> {
+    pub fn new(address: TargetAddress, resolver: &Arc<TargetResolver>) -> Arc<Self> {
         // Infallible: `TargetAddress` only admits `host:port` forms that are valid authorities.
         let authority = address
             .authority()
@@ -108,6 +112,7 @@ impl Target {
         Arc::new(Target {
             address,
             authority,
+            resolver: Arc::clone(resolver),
             state: AtomicU8::new(TargetState::Adding as u8),
             draining: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
@@ -122,6 +127,11 @@ impl Target {
 
     pub fn authority(&self) -> &Authority {
         &self.authority
+    }
+
+    /// The socket address to connect to now, on the target's port or `port`.
+    pub async fn resolve(&self, port: Option<u16>) -> Result<SocketAddr, ResolveError> {
+        self.resolver.resolve(&self.address, port).await
     }
 
     pub fn state(&self) -> TargetState {
@@ -190,7 +200,10 @@ mod tests {
     use super::*;
 
     fn target() -> Arc<Target> {
-        Target::new(TargetAddress::parse("127.0.0.1:9").unwrap())
+        Target::new(
+            TargetAddress::parse("127.0.0.1:9").unwrap(),
+            &Arc::default(),
+        )
     }
 
     #[tokio::test]

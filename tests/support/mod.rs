@@ -636,9 +636,12 @@ pub struct Backend {
 impl Backend {
     /// Starts serving on 127.0.0.1 on an ephemeral port; healthy (`/up` -> 200).
     pub async fn start(name: &str) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind backend");
+        Self::start_on(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts serving on `address` (another loopback address, a port of the test's choice).
+    pub async fn start_on(name: &str, address: SocketAddr) -> Backend {
+        let listener = TcpListener::bind(address).await.expect("bind backend");
         let addr = listener.local_addr().expect("backend address");
         let state = Arc::new(BackendState {
             name: name.to_string(),
