@@ -175,15 +175,17 @@ impl DeployArgs {
         let targets = args::joined(self.target)
             .filter(|targets| !targets.is_empty())
             .ok_or_else(|| "required flag(s) \"target\" not set".to_string())?;
+        // An empty path means the flag is unset, as in Go.
+        let given = |path: Option<String>| path.filter(|path| !path.is_empty());
         let read = |flag, path: Option<String>| {
-            path.map(|path| deploy_files::read_file(flag, Path::new(&path)))
+            given(path)
+                .map(|path| deploy_files::read_file(flag, Path::new(&path)))
                 .transpose()
                 .map_err(|error| error.to_string())
         };
         let tls_certificate_pem = read(FileFlag::TlsCertificatePath, self.tls_certificate_path)?;
         let tls_private_key_pem = read(FileFlag::TlsPrivateKeyPath, self.tls_private_key_path)?;
-        let error_pages_files = self
-            .error_pages
+        let error_pages_files = given(self.error_pages)
             .map(|path| deploy_files::read_error_pages(Path::new(&path)))
             .transpose()
             .map_err(|error| error.to_string())?;
@@ -399,6 +401,18 @@ mod tests {
                 "tls_private_key_pem"
             ]
         );
+    }
+
+    #[test]
+    fn sends_no_file_when_a_file_flag_is_empty() {
+        let sent = deploy(&[
+            "app",
+            "--target=web:1",
+            "--tls-certificate-path=",
+            "--tls-private-key-path=",
+            "--error-pages=",
+        ]);
+        assert_eq!(sent.unwrap().options, DeployOptions::default());
     }
 
     #[test]
