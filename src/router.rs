@@ -15,16 +15,21 @@
 //! root service's TLS policy, and the default TLS host (for clients without SNI) is chosen.
 //! Certificate files are loaded before the swap (a bad file refuses the deploy); automatic
 //! certificates are handed to the ACME manager, which orders them in the background.
+//! Files a deploy sends as contents are checked up front and written to the daemon's own
+//! copies (`FileCopies`) after the health wait, before the swap; the saved state names the
+//! copies, and each successful save sweeps the copies it no longer names.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::sign::CertifiedKey;
 
 use crate::control::{
-    ControlError, DeployOptions, Host, PathPrefix, PauseOptions, RolloutDeployOptions,
-    RolloutSetOptions, ServiceName, ServiceSummary, StopOptions, TargetAddress,
+    ControlError, DeployOptions, FileContents, Host, PathPrefix, PauseOptions,
+    RolloutDeployOptions, RolloutSetOptions, ServiceName, ServiceSummary, StopOptions,
+    TargetAddress,
 };
 use crate::event::{self, EventSender, ProxyEvent, ServiceChange};
 use crate::routing::RoutingTable;
@@ -35,11 +40,15 @@ use crate::service::options::{self, DeployTimings, DEFAULT_DRAIN_TIMEOUT};
 use crate::service::options::{HealthCheckConfig, DEFAULT_DEPLOY_TIMEOUT};
 use crate::service::pause_controller::{PauseController, PauseStatus, DEFAULT_MAX_PAUSE};
 use crate::service::rollout_controller::RolloutController;
+use crate::service::sent_files::{CheckedFiles, SentFiles};
 use crate::service::target::DrainMode;
 use crate::service::target_resolver::TargetResolver;
 use crate::service::tls_policy::TlsPolicy;
 use crate::service::Service;
-use crate::state::{LoadOutcome, SavedPause, SavedRollout, SavedService, StateFile};
+use crate::state::{
+    CopyPlan, FileCopies, LoadOutcome, SavedPause, SavedRollout, SavedService, StagedCopies,
+    StateError, StateFile,
+};
 use crate::tls::acme::AcmeManager;
 use crate::tls::certificate::{self, CertificateError};
 
@@ -68,6 +77,8 @@ pub struct Router {
     /// Services with a deploy in flight; a second deploy of one is refused, not raced.
     deploying: Mutex<HashSet<ServiceName>>,
     state_file: Arc<StateFile>,
+    /// The daemon's copies of files deploys sent as contents, beside the state file.
+    copies: Arc<FileCopies>,
     /// Orders saves so that an older snapshot never overwrites a newer one.
     save_order: tokio::sync::Mutex<()>,
     health_client: HealthClient,
@@ -303,6 +314,7 @@ impl Router {
             services: Mutex::new(BTreeMap::new()),
             routes: ArcSwap::from_pointee(RoutingTable::default()),
             deploying: Mutex::new(HashSet::new()),
+            copies: Arc::new(FileCopies::new(state_file.directory().join("files"))),
             state_file: Arc::new(state_file),
             save_order: tokio::sync::Mutex::new(()),
             health_client: HealthClient::new(events.clone()),
@@ -451,13 +463,23 @@ impl Router {
         let DeployRequest {
             service: name,
             targets,
-            options,
+            mut options,
         } = request;
+        let sent = SentFiles::take(&mut options, self.copies.plan(&name))?;
         let (service_options, target_options) = options::resolve(&options)?;
         let timings = DeployTimings::resolve(&options);
-        let certificate = load_certificate(&service_options.tls)
-            .await
-            .map_err(|e| ControlError::InvalidOptions(e.deploy_message()))?;
+        let CheckedFiles {
+            certificate,
+            error_pages,
+            plan,
+            copies,
+        } = sent.check(&service_options)?;
+        let certificate = match certificate {
+            Some(sent) => Some(sent),
+            None => load_certificate(&service_options.tls)
+                .await
+                .map_err(|e| ControlError::InvalidOptions(e.deploy_message()))?,
+        };
         if targets.is_empty() {
             return Err(ControlError::InvalidOptions(
                 "at least one target is required".into(),
@@ -470,9 +492,10 @@ impl Router {
             router: self,
             name: name.clone(),
         };
-        let error_pages = match service_options.error_page_path.clone() {
-            None => None,
-            Some(path) => Some(Arc::new(
+        let error_pages = match (error_pages, service_options.error_page_path.clone()) {
+            (Some(sent), _) => Some(sent),
+            (None, None) => None,
+            (None, Some(path)) => Some(Arc::new(
                 load_error_pages(path)
                     .await
                     .map_err(ControlError::InvalidOptions)?,
@@ -498,9 +521,16 @@ impl Router {
             active.stop_health_checks().await;
             return Err(ControlError::target_unhealthy(timings.deploy_timeout));
         }
+        let staged = match self.keep_copies(plan, copies).await {
+            Ok(staged) => staged,
+            Err(error) => {
+                active.stop_health_checks().await;
+                return Err(error);
+            }
+        };
 
         // Pause state and the rollout group survive a deploy, as in Go.
-        let previous = self.update(&name, |existing| {
+        let installed = self.update(&name, |existing| {
             Ok(Some(Arc::new(Service {
                 name: name.clone(),
                 tls: TlsPolicy::own(&service_options),
@@ -516,11 +546,21 @@ impl Router {
                 rollout: existing.and_then(|e| e.rollout.clone()),
                 rollout_controller: existing.and_then(|e| e.rollout_controller.clone()),
             })))
-        })?;
+        });
+        let previous = match installed {
+            Ok(previous) => previous,
+            Err(error) => {
+                self.discard_copies(staged).await;
+                return Err(error);
+            }
+        };
         if let Ok(installed) = self.service(&name) {
             self.manage_certificates(&installed);
         }
         self.save().await;
+        // Saved (or, if the save failed, still in the table the next save writes): from
+        // here the state decides whether the copies stay.
+        drop(staged);
         self.announce(&name, ServiceChange::Deployed);
         if let Some(previous) = previous {
             previous.active.stop_health_checks().await;
@@ -531,6 +571,35 @@ impl Router {
         }
         tracing::info!(service = %name, targets = ?target_list, "Deployed");
         Ok(())
+    }
+
+    /// Writes the copies a deploy uses of the files it sent, off the async runtime; `None`
+    /// when it sent none.
+    async fn keep_copies(
+        &self,
+        plan: CopyPlan,
+        files: Vec<(PathBuf, FileContents)>,
+    ) -> Result<Option<StagedCopies>, ControlError> {
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let copies = Arc::clone(&self.copies);
+        let written = tokio::task::spawn_blocking(move || copies.write(&plan, &files))
+            .await
+            .map_err(|e| ControlError::Failed(e.to_string()))?;
+        written.map(Some).map_err(|error| {
+            ControlError::Failed(format!("unable to keep a copy of the sent files: {error}"))
+        })
+    }
+
+    /// Removes the copies of a deploy that was refused at the swap; a failure only leaves
+    /// them for the next sweep.
+    async fn discard_copies(&self, staged: Option<StagedCopies>) {
+        let Some(staged) = staged else { return };
+        let discarded = tokio::task::spawn_blocking(move || staged.discard()).await;
+        if let Ok(Err(error)) = discarded {
+            tracing::warn!(error = %error, "Failed to remove the copies of a refused deploy");
+        }
     }
 
     pub async fn remove(&self, name: &ServiceName) -> Result<(), ControlError> {
@@ -693,7 +762,8 @@ impl Router {
         Ok(())
     }
 
-    /// Writes the whole table; see the module doc for why failure is logged, not returned.
+    /// Writes the whole table, then sweeps the file copies it no longer names; see the
+    /// module doc for why failure is logged, not returned.
     async fn save(&self) {
         let _order = self.save_order.lock().await;
         let snapshot: Vec<SavedService> = lock(&self.services)
@@ -701,9 +771,23 @@ impl Router {
             .map(|service| saved(service))
             .collect();
         let file = Arc::clone(&self.state_file);
-        let result = tokio::task::spawn_blocking(move || file.save(&snapshot)).await;
+        let copies = Arc::clone(&self.copies);
+        // Sweeping only after a successful save: until then the file on disk may still name
+        // copies the table in memory has replaced.
+        let result = tokio::task::spawn_blocking(move || {
+            file.save(&snapshot)?;
+            Ok::<_, StateError>(
+                copies.sweep(snapshot.iter().flat_map(SavedService::referenced_files)),
+            )
+        })
+        .await;
         match result {
-            Ok(Ok(())) => tracing::debug!(path = %self.state_file.path().display(), "Saved state"),
+            Ok(Ok(sweep_failures)) => {
+                tracing::debug!(path = %self.state_file.path().display(), "Saved state");
+                for error in sweep_failures {
+                    tracing::warn!(error = %error, "Failed to remove file copies no longer in use");
+                }
+            }
             Ok(Err(error)) => {
                 tracing::error!(error = %error, "Failed to save state; routes will not survive a restart")
             }

@@ -6,8 +6,8 @@
 //! the handshake. HTTP/2 is negotiated by ALPN and logged as such, the target sees
 //! `X-Forwarded-Proto: https`, and plain HTTP is redirected keeping the non-443 HTTPS port.
 //! Path services inherit TLS from their host's root service; HTTPS to a service without TLS
-//! gets 503. Bad files refuse the deploy; a file gone at restart turns off TLS for that
-//! service only.
+//! gets 503. Bad files refuse the deploy; the daemon's copy of a certificate gone at restart
+//! turns off TLS for that service only.
 
 mod support;
 
@@ -205,7 +205,17 @@ async fn a_certificate_gone_at_restart_turns_off_tls_for_that_service_only() {
         &ca.issue(&["b.example.com"]),
     )
     .await;
-    std::fs::remove_file(proxy.state_dir().join("web-cert.pem")).unwrap();
+    // The daemon serves its own copy, named in the state file, not the file the CLI read.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(proxy.state_file()).unwrap()).unwrap();
+    let web = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|service| service["name"] == "web")
+        .unwrap();
+    let copy = web["options"]["tls_certificate_path"].as_str().unwrap();
+    std::fs::remove_file(copy).unwrap();
 
     proxy.restart();
     let error = proxy

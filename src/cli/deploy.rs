@@ -1,15 +1,19 @@
 //! `kamal-proxy deploy <service>`: flag for flag the Go proxy's, sent as one `Deploy` call.
 //!
 //! Only flags the user gave are sent; every default (and Go's client-side `forward-headers`
-//! rule) is the daemon's, so `busctl` callers and the CLI get the same service. The call
-//! blocks until the new targets are healthy and the old ones drained, because Kamal stops
-//! the old container as soon as this exits 0.
+//! rule) is the daemon's, so `busctl` callers and the CLI get the same service. The files
+//! the flags name (certificate, key, error pages) are read here and sent as contents
+//! (`deploy_files`), since the daemon cannot see the paths. The call blocks until the new
+//! targets are healthy and the old ones drained, because Kamal stops the old container as
+//! soon as this exits 0.
 
+use std::path::Path;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::args::{self, CsvList};
+use super::deploy_files::{self, FileFlag};
 use crate::control::{
     self, BusChoice, DeployOptions, Host, PathPrefix, ServiceName, TargetAddress,
 };
@@ -165,11 +169,26 @@ impl DeployArgs {
             .await
     }
 
+    /// Checks the flags and reads the files they name; any failure means no call is made.
     fn into_deploy(self) -> Result<Deploy, String> {
         let service = args::one_service(self.service)?;
         let targets = args::joined(self.target)
             .filter(|targets| !targets.is_empty())
             .ok_or_else(|| "required flag(s) \"target\" not set".to_string())?;
+        // An empty path means the flag is unset, as in Go.
+        let given = |path: Option<String>| path.filter(|path| !path.is_empty());
+        let read = |flag, path: Option<String>| {
+            given(path)
+                .map(|path| deploy_files::read_file(flag, Path::new(&path)))
+                .transpose()
+                .map_err(|error| error.to_string())
+        };
+        let tls_certificate_pem = read(FileFlag::TlsCertificatePath, self.tls_certificate_path)?;
+        let tls_private_key_pem = read(FileFlag::TlsPrivateKeyPath, self.tls_private_key_path)?;
+        let error_pages_files = given(self.error_pages)
+            .map(|path| deploy_files::read_error_pages(Path::new(&path)))
+            .transpose()
+            .map_err(|error| error.to_string())?;
         let options = DeployOptions {
             read_targets: args::joined(self.read_target),
             hosts: args::joined(self.host),
@@ -178,8 +197,12 @@ impl DeployArgs {
             tls: self.tls,
             tls_on_demand_url: self.tls_on_demand_url,
             tls_staging: self.tls_staging,
-            tls_certificate_path: self.tls_certificate_path,
-            tls_private_key_path: self.tls_private_key_path,
+            // Paths never go over the bus, only the contents read above: the daemon cannot
+            // see the caller's files.
+            tls_certificate_path: None,
+            tls_private_key_path: None,
+            tls_certificate_pem,
+            tls_private_key_pem,
             tls_acme_cache_path: self.tls_acme_cache_path,
             tls_acme_directory: self.tls_acme_directory,
             tls_acme_eab_kid: self.tls_acme_eab_kid,
@@ -203,7 +226,8 @@ impl DeployArgs {
             buffer_memory: self.buffer_memory,
             max_request_body: self.max_request_body,
             max_response_body: self.max_response_body,
-            error_pages: self.error_pages,
+            error_pages: None,
+            error_pages_files,
             log_request_headers: args::joined(self.log_request_header),
             log_response_headers: args::joined(self.log_response_header),
             exclude_metrics_paths: args::joined(self.exclude_metrics_path),
@@ -241,18 +265,53 @@ mod tests {
         values.iter().map(T::to_string).collect()
     }
 
+    /// The files Kamal places for a service (`.apps-config/<svc>/tls/<role>/*.pem`,
+    /// `error_pages/<version>/*.html`), under a temporary directory.
+    struct AppsConfig {
+        dir: tempfile::TempDir,
+    }
+
+    impl AppsConfig {
+        fn new() -> AppsConfig {
+            let dir = tempfile::tempdir().unwrap();
+            let app = dir.path().join("app");
+            std::fs::create_dir_all(app.join("tls/web")).unwrap();
+            std::fs::create_dir_all(app.join("error_pages/abc123")).unwrap();
+            std::fs::write(app.join("tls/web/cert.pem"), "CERT").unwrap();
+            std::fs::write(app.join("tls/web/key.pem"), "KEY").unwrap();
+            std::fs::write(app.join("error_pages/abc123/503.html"), "down").unwrap();
+            AppsConfig { dir }
+        }
+
+        /// `--<flag>=<path>` for a path under `app/`.
+        fn flag(&self, flag: &str, path: &str) -> String {
+            format!(
+                "--{flag}={}",
+                self.dir.path().join("app").join(path).display()
+            )
+        }
+    }
+
+    fn contents(text: &str) -> crate::control::FileContents {
+        crate::control::FileContents::new(text.as_bytes().to_vec()).unwrap()
+    }
+
     #[test]
     fn reads_the_full_kamal_deploy_line_when_every_flag_is_sent() {
         // deploy app-web --target="172.1.0.2:80" --host="app.example.com" --host="b"ü"cher.example"
         //   --tls --tls-certificate-path="…" ... as the remote shell hands it over.
+        let files = AppsConfig::new();
+        let cert = files.flag("tls-certificate-path", "tls/web/cert.pem");
+        let key = files.flag("tls-private-key-path", "tls/web/key.pem");
+        let pages = files.flag("error-pages", "error_pages/abc123");
         let sent = deploy(&[
             "app-web",
             "--target=172.1.0.2:80",
             "--host=app.example.com",
             "--host=bücher.example",
             "--tls",
-            "--tls-certificate-path=/home/kamal-proxy/.apps-config/app/tls/web/cert.pem",
-            "--tls-private-key-path=/home/kamal-proxy/.apps-config/app/tls/web/key.pem",
+            &cert,
+            &key,
             "--deploy-timeout=30s",
             "--drain-timeout=2.5s",
             "--health-check-interval=1s",
@@ -273,7 +332,7 @@ mod tests {
             "--log-request-header=Last-Modified",
             "--log-request-header=User-Agent",
             "--log-response-header=X-Request-Id",
-            "--error-pages=/home/kamal-proxy/.apps-config/app/error_pages/abc123",
+            &pages,
         ])
         .unwrap();
         assert_eq!(sent.service.as_str(), "app-web");
@@ -284,10 +343,8 @@ mod tests {
                 Host::parse("xn--bcher-kva.example").unwrap(),
             ]),
             tls: Some(true),
-            tls_certificate_path: Some(
-                "/home/kamal-proxy/.apps-config/app/tls/web/cert.pem".into(),
-            ),
-            tls_private_key_path: Some("/home/kamal-proxy/.apps-config/app/tls/web/key.pem".into()),
+            tls_certificate_pem: Some(contents("CERT")),
+            tls_private_key_pem: Some(contents("KEY")),
             deploy_timeout: Some(Duration::from_secs(30)),
             drain_timeout: Some(Duration::from_millis(2500)),
             health_check_interval: Some(Duration::from_secs(1)),
@@ -312,10 +369,78 @@ mod tests {
                 "User-Agent".into(),
             ]),
             log_response_headers: Some(vec!["X-Request-Id".into()]),
-            error_pages: Some("/home/kamal-proxy/.apps-config/app/error_pages/abc123".into()),
+            error_pages_files: Some(
+                crate::control::ErrorPageFiles::new(
+                    [("503.html".to_string(), contents("down"))].into(),
+                )
+                .unwrap(),
+            ),
             ..Default::default()
         };
         assert_eq!(sent.options, expected);
+    }
+
+    #[test]
+    fn sends_file_contents_and_never_paths_when_files_are_named() {
+        let files = AppsConfig::new();
+        let sent = deploy(&[
+            "app",
+            "--target=web:1",
+            &files.flag("tls-certificate-path", "tls/web/cert.pem"),
+            &files.flag("tls-private-key-path", "tls/web/key.pem"),
+            &files.flag("error-pages", "error_pages/abc123"),
+        ])
+        .unwrap();
+        let mut keys: Vec<String> = sent.options.to_dict().into_keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "error_pages_files",
+                "tls_certificate_pem",
+                "tls_private_key_pem"
+            ]
+        );
+    }
+
+    #[test]
+    fn sends_no_file_when_a_file_flag_is_empty() {
+        let sent = deploy(&[
+            "app",
+            "--target=web:1",
+            "--tls-certificate-path=",
+            "--tls-private-key-path=",
+            "--error-pages=",
+        ]);
+        assert_eq!(sent.unwrap().options, DeployOptions::default());
+    }
+
+    #[test]
+    fn refuses_before_any_call_when_a_named_file_cannot_be_read() {
+        let files = AppsConfig::new();
+        let missing_key = files.flag("tls-private-key-path", "tls/web/gone.pem");
+        let error = deploy(&[
+            "app",
+            "--target=web:1",
+            &files.flag("tls-certificate-path", "tls/web/cert.pem"),
+            &missing_key,
+        ])
+        .unwrap_err();
+        assert!(
+            error.starts_with("unable to load certificate: cannot read /")
+                && error.contains("gone.pem given to --tls-private-key-path: No such file"),
+            "{error}"
+        );
+        let error = deploy(&[
+            "app",
+            "--target=web:1",
+            &files.flag("error-pages", "tls/web"),
+        ])
+        .unwrap_err();
+        assert!(
+            error.ends_with("given to --error-pages: it contains no *.html pages"),
+            "{error}"
+        );
     }
 
     #[test]

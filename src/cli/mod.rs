@@ -7,6 +7,7 @@
 
 mod args;
 mod deploy;
+mod deploy_files;
 mod generate_docs;
 mod list;
 mod lock;

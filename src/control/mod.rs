@@ -9,6 +9,7 @@ mod attachment;
 mod caller;
 mod client;
 mod error;
+mod file_contents;
 mod host;
 mod interface;
 mod on_demand_url;
@@ -25,6 +26,9 @@ mod wire_value;
 pub use attachment::Attachments;
 pub use client::{connect, Client, ControlProxy};
 pub use error::ControlError;
+pub use file_contents::{
+    is_error_page_name, ErrorPageFiles, FileContents, MAX_ERROR_PAGES_BYTES, MAX_FILE_BYTES,
+};
 pub use host::Host;
 pub use interface::ControlApi;
 pub use on_demand_url::OnDemandUrl;

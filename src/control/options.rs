@@ -12,7 +12,7 @@ use std::time::Duration;
 use zbus::zvariant::{OwnedValue, Value};
 
 use super::wire_value::{DecodeError, WireValue};
-use super::{ControlError, Host, PathPrefix, TargetAddress};
+use super::{ControlError, ErrorPageFiles, FileContents, Host, PathPrefix, TargetAddress};
 
 /// The `a{sv}` dictionary as it arrives from D-Bus.
 pub type OptionDict = HashMap<String, OwnedValue>;
@@ -86,8 +86,12 @@ options! {
         tls: bool,
         tls_on_demand_url: String,
         tls_staging: bool,
+        /// A path the daemon itself reads; the CLI sends `tls_certificate_pem` instead.
         tls_certificate_path: String,
         tls_private_key_path: String,
+        /// The certificate chain's bytes, read by the caller (`--tls-certificate-path`).
+        tls_certificate_pem: FileContents,
+        tls_private_key_pem: FileContents,
         tls_acme_cache_path: String,
         tls_acme_directory: String,
         tls_acme_eab_kid: String,
@@ -111,7 +115,10 @@ options! {
         buffer_memory: u64,
         max_request_body: u64,
         max_response_body: u64,
+        /// A directory the daemon itself reads; the CLI sends `error_pages_files` instead.
         error_pages: String,
+        /// The `*.html` pages of `--error-pages`, by file name, read by the caller.
+        error_pages_files: ErrorPageFiles,
         log_request_headers: Vec<String>,
         log_response_headers: Vec<String>,
         exclude_metrics_paths: Vec<String>,

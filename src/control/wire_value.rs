@@ -2,12 +2,15 @@
 //!
 //! Each Rust type used in an options struct says which D-Bus type carries it and how it is
 //! checked. Durations travel as microseconds (`t`) under a key ending in `_usec`, as
-//! systemd does, so `busctl` users see the unit in the key.
+//! systemd does, so `busctl` users see the unit in the key. Files travel as their bytes
+//! (`ay`), a set of error pages as `a{say}` keyed by file name.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use zbus::zvariant::{Array, Value};
+use zbus::zvariant::{Array, Dict, Value};
 
+use super::file_contents::{ErrorPageFiles, FileContents};
 use super::{Host, PathPrefix, TargetAddress};
 
 /// Why a value could not be decoded.
@@ -141,5 +144,110 @@ impl<T: WireValue> WireValue for Vec<T> {
                 .expect("string element in a string array");
         }
         Value::Array(array)
+    }
+}
+
+impl WireValue for FileContents {
+    const SIGNATURE: &'static str = "ay";
+    fn decode(value: &Value<'_>) -> Result<Self, DecodeError> {
+        let Value::Array(array) = value else {
+            return Err(DecodeError::WrongType);
+        };
+        if array.element_signature().to_string() != "y" {
+            return Err(DecodeError::WrongType);
+        }
+        let bytes = array
+            .iter()
+            .map(|byte| match byte {
+                Value::U8(byte) => Ok(*byte),
+                _ => Err(DecodeError::WrongType),
+            })
+            .collect::<Result<Vec<u8>, _>>()?;
+        FileContents::new(bytes).map_err(DecodeError::Invalid)
+    }
+    fn encode(&self) -> Value<'static> {
+        Value::from(self.as_bytes().to_vec())
+    }
+}
+
+impl WireValue for ErrorPageFiles {
+    const SIGNATURE: &'static str = "a{say}";
+    fn decode(value: &Value<'_>) -> Result<Self, DecodeError> {
+        let Value::Dict(dict) = value else {
+            return Err(DecodeError::WrongType);
+        };
+        if dict.signature().to_string() != Self::SIGNATURE {
+            return Err(DecodeError::WrongType);
+        }
+        let files = dict
+            .iter()
+            .map(|(name, file)| Ok((String::decode(name)?, FileContents::decode(file)?)))
+            .collect::<Result<BTreeMap<_, _>, DecodeError>>()?;
+        ErrorPageFiles::new(files).map_err(DecodeError::Invalid)
+    }
+    fn encode(&self) -> Value<'static> {
+        let files: BTreeMap<String, Vec<u8>> = self
+            .iter()
+            .map(|(name, file)| (name.to_string(), file.as_bytes().to_vec()))
+            .collect();
+        Value::Dict(Dict::from(files))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::zvariant::OwnedValue;
+
+    /// `value` as the daemon receives it: through an `OwnedValue`, as in an `a{sv}`.
+    fn received<T: WireValue>(value: &T) -> Result<T, DecodeError> {
+        let owned = OwnedValue::try_from(value.encode()).expect("no file descriptors");
+        T::decode(&owned)
+    }
+
+    fn contents(bytes: &[u8]) -> FileContents {
+        FileContents::new(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn sends_file_bytes_as_a_byte_array_and_pages_as_a_dictionary() {
+        let key = contents(b"-----BEGIN PRIVATE KEY-----\n\0\xff");
+        assert_eq!(key.encode().value_signature().to_string(), "ay");
+        assert!(received(&key).ok() == Some(key));
+
+        let pages = ErrorPageFiles::new(BTreeMap::from([
+            ("502.html".to_string(), contents(b"bad gateway")),
+            (
+                "503.html".to_string(),
+                contents("d\u{e9}j\u{e0} vu".as_bytes()),
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(pages.encode().value_signature().to_string(), "a{say}");
+        assert!(received(&pages).ok() == Some(pages));
+    }
+
+    #[test]
+    fn refuses_other_types_and_bad_page_names_when_decoding() {
+        assert!(matches!(
+            FileContents::decode(&Value::from("cert.pem")),
+            Err(DecodeError::WrongType)
+        ));
+        assert!(matches!(
+            FileContents::decode(&Value::from(vec![1u32, 2])),
+            Err(DecodeError::WrongType)
+        ));
+        assert!(matches!(
+            ErrorPageFiles::decode(&Value::from(vec!["503.html".to_string()])),
+            Err(DecodeError::WrongType)
+        ));
+        let escaping = Value::Dict(Dict::from(BTreeMap::from([(
+            "../503.html".to_string(),
+            b"x".to_vec(),
+        )])));
+        assert!(matches!(
+            ErrorPageFiles::decode(&escaping),
+            Err(DecodeError::Invalid(why)) if why.contains("\"../503.html\"")
+        ));
     }
 }

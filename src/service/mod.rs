@@ -16,6 +16,7 @@ pub mod page_template;
 pub mod pause_controller;
 pub mod pause_state;
 pub mod rollout_controller;
+pub mod sent_files;
 pub mod target;
 pub mod target_resolver;
 pub mod target_state;

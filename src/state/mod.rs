@@ -12,17 +12,19 @@
 //!
 //! The format is exactly the Go proxy's (`go_format`), so the file works in both directions.
 
+mod file_copies;
 mod go_format;
 mod state_file;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::control::{ServiceName, TargetAddress};
-use crate::service::options::{ServiceOptions, TargetOptions};
+use crate::service::options::{ServiceOptions, TargetOptions, TlsMode};
 use crate::service::pause_state::PauseState;
+pub use file_copies::{CopyPlan, FileCopies, StagedCopies};
 use go_format::GoService;
 pub use state_file::{write_atomically, StateError, StateFile};
 
@@ -41,6 +43,24 @@ pub struct SavedService {
     pub pause: SavedPause,
     /// `None`: no split is set, so every request goes to the active targets.
     pub rollout: Option<SavedRollout>,
+}
+
+impl SavedService {
+    /// The files and directories the service reads at restore (certificate, key, error
+    /// pages): what a sweep of the `FileCopies` must keep.
+    pub fn referenced_files(&self) -> impl Iterator<Item = &Path> {
+        let options = &self.service_options;
+        let tls = match &options.tls {
+            TlsMode::Certificate {
+                certificate_path,
+                private_key_path,
+            } => vec![certificate_path, private_key_path],
+            TlsMode::Off | TlsMode::Acme(_) => vec![],
+        };
+        tls.into_iter()
+            .chain(&options.error_page_path)
+            .map(Path::new)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

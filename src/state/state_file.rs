@@ -6,7 +6,7 @@
 //! always either the old table or the new one; every failure is returned with the path. A file
 //! we cannot read is renamed aside rather than left for the next save to overwrite.
 //! What the bytes mean is `super`'s business, not this file's; `write_atomically` is shared
-//! with the other file kept beside the state (the deploy locks).
+//! with the other files kept beside the state (the deploy locks, the file copies).
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -31,7 +31,10 @@ pub struct StateError {
 
 impl StateError {
     /// The `map_err` adapter for one step of a save.
-    fn on<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StateError + 'a {
+    pub(super) fn on<'a>(
+        action: &'static str,
+        path: &'a Path,
+    ) -> impl FnOnce(io::Error) -> StateError + 'a {
         move |source| StateError {
             action,
             path: path.to_path_buf(),
@@ -174,13 +177,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     }
     result?;
     // Makes the rename itself durable, not just the file's contents.
-    File::open(directory)
-        .and_then(|dir| dir.sync_all())
-        .map_err(StateError::on("sync the state directory", directory))
+    sync_directory(directory).map_err(StateError::on("sync the state directory", directory))
+}
+
+/// Makes the directory's entries (a rename, a new file or subdirectory) durable.
+pub(super) fn sync_directory(directory: &Path) -> io::Result<()> {
+    File::open(directory).and_then(|dir| dir.sync_all())
 }
 
 /// Creates the directory (and missing parents) readable by our user only, as Go does.
-fn create_private_dir(directory: &Path) -> io::Result<()> {
+pub(super) fn create_private_dir(directory: &Path) -> io::Result<()> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
