@@ -341,6 +341,17 @@ impl Router {
         lb
     }
 
+    /// The host part of every deployed target (active, readers, rollout), for pruning what
+    /// is kept about names no target has any more.
+    pub fn target_hosts(&self) -> HashSet<String> {
+        lock(&self.services)
+            .values()
+            .flat_map(|service| service.load_balancers())
+            .flat_map(|lb| lb.writers().iter().chain(lb.readers()))
+            .map(|target| target.address().host().to_string())
+            .collect()
+    }
+
     /// Fails at once, naming the target and why, when a target has no address anyone can
     /// find: waiting out the deploy timeout would only hide the reason.
     async fn check_resolvable(

@@ -3,7 +3,8 @@
 //! proxy logs` shows), it says so when the daemon cannot be reached and reattaches when it
 //! restarts, a second attachment is refused, SIGTERM ends it with 0; and target names only
 //! the attached process can resolve are resolved through it, following a "container" that
-//! moves to a new address while another takes its old one.
+//! moves to a new address while another takes its old one, and served from its last answer
+//! while it is away, across a daemon restart too.
 //!
 //! Docker's DNS is stood in for by a private `/etc/hosts`: the attached process runs in a
 //! mount namespace of its own (`unshare --mount`, root only) in which a hosts file of the
@@ -321,4 +322,17 @@ async fn resolves_container_names_through_the_attached_process_and_follows_a_mov
     let reply = get(proxy.port(), "web.test", "/").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(reply.body.contains("\"name\":\"app\""), "{}", reply.body);
+
+    // So does a daemon restarted meanwhile (an upgrade), from the answers it saved.
+    let mut proxy = proxy;
+    proxy.restart();
+    proxy
+        .wait_for_log("the saved answers restored", |l| {
+            l["msg"] == "Restored the addresses of container targets" && l["names"] == 1
+        })
+        .await;
+    let reply = get(proxy.port(), "web.test", "/").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.body.contains("\"name\":\"app\""), "{}", reply.body);
+    assert!(decoy.requests().is_empty());
 }

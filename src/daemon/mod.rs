@@ -16,6 +16,7 @@ mod config;
 mod data_plane;
 mod listeners;
 mod notify;
+mod resolved_names;
 mod socket_activation;
 
 pub use config::RunConfig;
@@ -35,7 +36,7 @@ use crate::metrics::{self, Metrics};
 use crate::proxy::ListenerInfo;
 use crate::router::Router;
 use crate::service::target_resolver::TargetResolver;
-use crate::state::StateFile;
+use crate::state::{ResolvedNames, StateFile};
 use crate::tls::acme::{AcmeConfig, AcmeManager};
 use crate::tls::HttpsAcceptor;
 
@@ -149,6 +150,8 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     };
     let acme = Arc::new(AcmeManager::new(acme, Arc::default(), root.child_token()));
     let resolver = Arc::new(TargetResolver::default());
+    let names = ResolvedNames::beside(&state_file);
+    resolved_names::restore(&resolver, &names);
     let router = Arc::new(Router::new(
         state_file,
         events.clone(),
@@ -183,11 +186,17 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     };
     let data_plane = data_plane::DataPlane::start(&sockets, &shared, &root)?;
     drop(sockets);
-    let listener_tasks = TaskTracker::new();
+    let background = TaskTracker::new();
+    background.spawn(resolved_names::keep(
+        Arc::clone(&resolver),
+        names,
+        Arc::clone(&router),
+        root.child_token(),
+    ));
     let metrics_port = first_port(&metrics_listeners);
     let metrics_listeners = into_tokio(metrics_listeners)?;
     for listener in metrics_listeners {
-        listener_tasks.spawn(metrics::serve(
+        background.spawn(metrics::serve(
             listener,
             Arc::clone(&metrics),
             root.child_token(),
@@ -202,8 +211,8 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
         Ok(control) => control,
         Err(error) => {
             root.cancel();
-            listener_tasks.close();
-            listener_tasks.wait().await;
+            background.close();
+            background.wait().await;
             data_plane.join().await;
             return Err(error);
         }
@@ -225,8 +234,8 @@ pub async fn run(config: RunConfig) -> Result<(), String> {
     notify::stopping();
     tracing::info!("Server stopping");
     root.cancel();
-    listener_tasks.close();
-    listener_tasks.wait().await;
+    background.close();
+    background.wait().await;
     data_plane.join().await;
     // The supervisor only ends by cancellation; a panic in it is already reported.
     let _ = supervisor.await;

@@ -14,13 +14,14 @@
 //! Pooled connections need no lookup, so a keep-alive target pays for one lookup per
 //! connection, not per request.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use tokio::sync::Notify;
 
 use crate::control::TargetAddress;
 
@@ -53,6 +54,8 @@ pub struct TargetResolver {
     peer: RwLock<Option<Arc<dyn PeerResolver>>>,
     /// The peer's last answer for each name it resolved (see the module doc).
     last_answers: Mutex<HashMap<Box<str>, IpAddr>>,
+    /// Told when an answer changed, for whoever keeps them (`daemon::resolved_names`).
+    changed: Notify,
 }
 
 impl TargetResolver {
@@ -72,6 +75,32 @@ impl TargetResolver {
 
     fn last_answer(&self, name: &str) -> Option<IpAddr> {
         self.lock_answers().get(name).copied()
+    }
+
+    /// Answers from before (saved by the last daemon), to use until the peer gives its own.
+    pub fn remember(&self, answers: BTreeMap<String, IpAddr>) {
+        let mut known = self.lock_answers();
+        for (name, ip) in answers {
+            known.entry(name.into()).or_insert(ip);
+        }
+    }
+
+    /// Every name the peer resolved, with its last answer.
+    pub fn answers(&self) -> BTreeMap<String, IpAddr> {
+        self.lock_answers()
+            .iter()
+            .map(|(name, ip)| (name.to_string(), *ip))
+            .collect()
+    }
+
+    /// Forgets the answers for names `keep` says are no longer wanted (no target has them).
+    pub fn forget_unless(&self, keep: impl Fn(&str) -> bool) {
+        self.lock_answers().retain(|name, _| keep(name));
+    }
+
+    /// Completes once an answer changed since the last time this completed.
+    pub async fn answers_changed(&self) {
+        self.changed.notified().await;
     }
 
     fn lock_answers(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, IpAddr>> {
@@ -119,6 +148,8 @@ impl TargetResolver {
             Ok(Some(ip)) => {
                 let previous = self.lock_answers().insert(name.into(), ip);
                 if previous != Some(ip) {
+                    // A stored permit: a change while nobody waits is not lost.
+                    self.changed.notify_one();
                     tracing::info!(target = %target, address = %ip, previous = ?previous, "Target resolved through the attached container");
                 }
                 Ok(SocketAddr::new(ip, port))
@@ -248,6 +279,29 @@ mod tests {
             resolver.resolve(&app, None).await,
             Ok(addr("172.18.0.5:80"))
         );
+    }
+
+    #[tokio::test]
+    async fn serves_remembered_answers_until_the_peer_answers_and_tells_of_changes() {
+        let resolver = TargetResolver::default();
+        let app = target("a1b2c3d4e5f6.invalid:80");
+        let saved = BTreeMap::from([(app.host().to_string(), "172.18.0.5".parse().unwrap())]);
+        resolver.remember(saved.clone());
+        assert_eq!(
+            resolver.resolve(&app, None).await,
+            Ok(addr("172.18.0.5:80"))
+        );
+        assert_eq!(resolver.answers(), saved);
+        resolver.attach(FakePeer::new("a1b2c3d4e5f6.invalid", "172.18.0.7"));
+        assert_eq!(
+            resolver.resolve(&app, None).await,
+            Ok(addr("172.18.0.7:80"))
+        );
+        tokio::time::timeout(Duration::from_secs(1), resolver.answers_changed())
+            .await
+            .expect("the change was told");
+        resolver.forget_unless(|name| name != app.host());
+        assert!(resolver.answers().is_empty());
     }
 
     #[tokio::test]

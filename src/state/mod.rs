@@ -14,6 +14,7 @@
 
 mod file_copies;
 mod go_format;
+mod resolved_names;
 mod state_file;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use crate::service::options::{ServiceOptions, TargetOptions, TlsMode};
 use crate::service::pause_state::PauseState;
 pub use file_copies::{CopyPlan, FileCopies, StagedCopies};
 use go_format::GoService;
+pub use resolved_names::ResolvedNames;
 pub use state_file::{write_atomically, StateError, StateFile};
 
 /// One service as persisted: its resolved options, its targets and its traffic controls.
