@@ -238,15 +238,18 @@ async fn resolves_container_names_through_the_attached_process_and_follows_a_mov
         return;
     }
     let proxy = Proxy::start();
-    let missing = proxy
-        .cli(&[
+    let deploy_unknown_container = || async {
+        let args = [
             "deploy",
             "web",
             "--target=a1b2c3d4e5f6:80",
             "--deploy-timeout=30s",
-        ])
-        .await;
-    let stderr = String::from_utf8_lossy(&missing.stderr);
+        ];
+        let output = proxy.cli(&args).await;
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = deploy_unknown_container().await;
     assert!(
         stderr.contains("cannot resolve target \"a1b2c3d4e5f6:80\"")
             && stderr.contains("no kamal-proxy container is attached"),
@@ -261,15 +264,7 @@ async fn resolves_container_names_through_the_attached_process_and_follows_a_mov
     let attached = attach_with_hosts(&proxy, hosts.path());
     attached.wait_for_count("Container attached", 1).await;
 
-    let unknown = proxy
-        .cli(&[
-            "deploy",
-            "web",
-            "--target=a1b2c3d4e5f6:80",
-            "--deploy-timeout=30s",
-        ])
-        .await;
-    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    let stderr = deploy_unknown_container().await;
     assert!(
         stderr.contains(
             "neither the host nor the attached kamal-proxy container knows \"a1b2c3d4e5f6\""

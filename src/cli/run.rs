@@ -200,7 +200,12 @@ mod tests {
     use clap::Parser;
     use std::collections::HashMap;
 
-    fn run(argv: &[&str], env: &[(&str, &str)]) -> Result<RunConfig, String> {
+    /// `kamal-proxy run <argv>` parsed, with `env` as the environment, handed to `decide`.
+    fn parsed<T>(
+        argv: &[&str],
+        env: &[(&str, &str)],
+        decide: impl FnOnce(RunArgs, BusChoice, &dyn Fn(&str) -> Option<String>) -> Result<T, String>,
+    ) -> Result<T, String> {
         let argv = ["kamal-proxy", "run"].iter().chain(argv);
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         let env: HashMap<String, String> = env
@@ -208,22 +213,17 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         match cli.command {
-            Command::Run(args) => args.config(cli.bus, |name| env.get(name).cloned()),
+            Command::Run(args) => decide(args, cli.bus, &|name| env.get(name).cloned()),
             other => panic!("parsed as {other:?}"),
         }
     }
 
+    fn run(argv: &[&str], env: &[(&str, &str)]) -> Result<RunConfig, String> {
+        parsed(argv, env, |args, bus, env| args.config(bus, env))
+    }
+
     fn mode(argv: &[&str], env: &[(&str, &str)]) -> Result<RunMode, String> {
-        let argv = ["kamal-proxy", "run"].iter().chain(argv);
-        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        match cli.command {
-            Command::Run(args) => args.mode(cli.bus, |name| env.get(name).cloned()),
-            other => panic!("parsed as {other:?}"),
-        }
+        parsed(argv, env, |args, bus, env| args.mode(bus, env))
     }
 
     #[test]
