@@ -8,7 +8,8 @@
 //!
 //! Docker's DNS is stood in for by a private `/etc/hosts`: the attached process runs in a
 //! mount namespace of its own (`unshare --mount`, root only) in which a hosts file of the
-//! test's is mounted over `/etc/hosts`, so it knows names the daemon's host does not.
+//! test's is mounted over `/etc/hosts`, so it knows names the daemon's host does not. Both
+//! processes get a `resolv.conf` naming only loopback, so no lookup leaves the machine.
 
 mod support;
 
@@ -202,42 +203,23 @@ async fn refuses_a_second_container_while_one_is_attached() {
         .await;
 }
 
-/// Whether this machine lets the test give a process its own `/etc/hosts`.
-fn can_fake_dns() -> bool {
-    let root = unsafe { libc::geteuid() } == 0;
-    root && Command::new("unshare")
-        .args(["--mount", "true"])
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-/// Attach mode in a mount namespace whose `/etc/hosts` is `hosts`.
+/// Attach mode in a mount namespace whose `/etc/hosts` is `hosts`, asking no DNS server.
 fn attach_with_hosts(proxy: &Proxy, hosts: &Path) -> Attached {
-    let command = proxy.command();
-    let mut unshared = Command::new("unshare");
-    unshared.args([
-        "--mount",
-        "sh",
-        "-c",
-        "mount --bind \"$0\" /etc/hosts && exec \"$1\" run",
-    ]);
-    unshared.arg(hosts).arg(support::BIN);
-    for (name, value) in command.get_envs() {
-        match value {
-            Some(value) => unshared.env(name, value),
-            None => unshared.env_remove(name),
-        };
-    }
-    Attached::start(unshared)
+    let resolv_conf = proxy.loopback_resolv_conf();
+    let mut command = support::with_own_files(
+        &proxy.command(),
+        &[(hosts, "/etc/hosts"), (&resolv_conf, "/etc/resolv.conf")],
+    );
+    command.arg("run");
+    Attached::start(command)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolves_container_names_through_the_attached_process_and_follows_a_move() {
-    if !can_fake_dns() {
-        eprintln!("SKIPPED: needs root and unshare --mount to give the attached process its own /etc/hosts");
+    let Some(proxy) = Proxy::start_without_dns() else {
+        eprintln!("SKIPPED: needs root and unshare --mount to give the processes their own /etc/hosts and DNS");
         return;
-    }
-    let proxy = Proxy::start();
+    };
     let deploy_unknown_container = || async {
         let args = [
             "deploy",
@@ -267,7 +249,7 @@ async fn resolves_container_names_through_the_attached_process_and_follows_a_mov
     let stderr = deploy_unknown_container().await;
     assert!(
         stderr.contains(
-            "neither the host nor the attached kamal-proxy container knows \"a1b2c3d4e5f6\""
+            "nor the attached kamal-proxy container (Temporary failure in name resolution) knows \"a1b2c3d4e5f6\""
         ),
         "an unknown container fails at once, naming it: {stderr}"
     );

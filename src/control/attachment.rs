@@ -21,7 +21,7 @@ use futures_util::future::BoxFuture;
 use super::resolver::ResolverProxy;
 use super::ControlError;
 use crate::logging::{LogMirror, MirrorId};
-use crate::service::target_resolver::{PeerResolver, TargetResolver};
+use crate::service::target_resolver::{PeerError, PeerResolver, TargetResolver};
 
 pub struct Attachments {
     resolver: Arc<TargetResolver>,
@@ -43,14 +43,27 @@ struct ContainerResolver {
 }
 
 impl PeerResolver for ContainerResolver {
-    fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, String>> {
+    fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, PeerError>> {
         Box::pin(async move {
-            let addresses = self.proxy.resolve(name).await.map_err(|e| e.to_string())?;
+            let addresses = self
+                .proxy
+                .resolve(name)
+                .await
+                .map_err(|error| match error {
+                    // The container looked: its lookup failed.
+                    zbus::Error::MethodError(_, text, _) => {
+                        PeerError::NotFound(text.unwrap_or_else(|| "the lookup failed".into()))
+                    }
+                    other => PeerError::Unreachable(other.to_string()),
+                })?;
             addresses
                 .iter()
                 .map(|text| {
-                    text.parse()
-                        .map_err(|_| format!("the container answered \"{text}\", not an address"))
+                    text.parse().map_err(|_| {
+                        PeerError::NotFound(format!(
+                            "the container answered \"{text}\", not an address"
+                        ))
+                    })
                 })
                 .collect()
         })

@@ -1,6 +1,7 @@
 //! Keeping the attached container's answers for target names across daemon restarts
 //! (`state::ResolvedNames`): restored before traffic is served, saved whenever an answer
-//! changes, off the request path, and pruned to the names some deployed target still has.
+//! changes, off the request path, and pruned to the names some deployed target still has
+//! (or that were resolved lately: a deploy resolves its targets before they are deployed).
 
 use std::sync::Arc;
 
@@ -38,8 +39,7 @@ pub async fn keep(
             () = shutdown.cancelled() => return,
         }
         let deployed = router.target_hosts();
-        resolver.forget_unless(|name| deployed.contains(name));
-        let answers = resolver.answers();
+        let answers = resolver.answers_to_keep(|name| deployed.contains(name));
         let names = Arc::clone(&names);
         let saved = tokio::task::spawn_blocking(move || names.save(&answers)).await;
         match saved {

@@ -116,7 +116,7 @@ async fn session(socket: &Path) -> SessionEnd {
     };
     let connection = zbus::connection::Builder::unix_stream(stream)
         .p2p()
-        .serve_at(RESOLVER_PATH, DockerDns)
+        .serve_at(RESOLVER_PATH, DockerDns::default())
         .map(|builder| builder.build());
     let connection = match connection {
         Ok(building) => building.await,

@@ -2,23 +2,29 @@
 //!
 //! Targets keep the names they were deployed with (`list`, the state file and the request
 //! log show them), so that a container that restarts with a new address is followed. A
-//! name is looked up on the host first (its resolver, `/etc/hosts`); a name the host does
-//! not know (Kamal's targets are container ids, which only Docker's DNS on the `kamal`
-//! network knows) is asked of the *peer resolver*: the kamal-proxy container attached to the
-//! daemon, which sees Docker's DNS. The host never needs `docker.sock` for this.
+//! name is resolved by the host (its resolver, `/etc/hosts`) or by the *peer resolver*: the
+//! kamal-proxy container attached to the daemon, which sees Docker's DNS, where the
+//! container ids Kamal deploys as targets live. The host never needs `docker.sock`.
+//!
+//! Which is asked first: the one that answered the name before; for a new name, the peer
+//! when the name looks like a container's (one label, not `localhost`), else the host. So
+//! container ids do not leak to the host's DNS servers, and host names cost no trip through
+//! the container. The other is asked when the first does not know the name.
 //!
 //! Every answer is fresh: a cached address could belong, after a restart, to another
-//! container that took it, which would then get the app's traffic. The last answer the peer
-//! gave is kept only for when no peer can be asked (the container is being rebooted, or the
-//! daemon restarted and it has not reattached yet), when it is the best anyone knows.
-//! Pooled connections need no lookup, so a keep-alive target pays for one lookup per
-//! connection, not per request.
+//! container that took it, which would then get the app's traffic. So when the attached
+//! container looked and found nothing (Docker's DNS knows only running containers), the
+//! target has no address, whatever it had; and it is not asked again for a moment
+//! (`NOT_FOUND_TTL`), so a stopped app under load does not become a storm of lookups. The
+//! last answer the peer gave is used only when no peer can be asked (the container is being
+//! rebooted, or the daemon restarted before it reattached), when it is the best anyone
+//! knows. Pooled connections need no lookup: a keep-alive target pays one per connection.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
@@ -27,11 +33,25 @@ use crate::control::TargetAddress;
 
 /// How long one lookup (host or peer) may take before it counts as failed.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a name the peer did not know is answered "unknown" without asking again.
+const NOT_FOUND_TTL: Duration = Duration::from_secs(1);
+/// How long what is known of a name no deployed target has is kept (a deploy resolves its
+/// targets before they are deployed).
+const UNDEPLOYED_KEPT: Duration = Duration::from_secs(600);
+
+/// Why the peer has no address for a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerError {
+    /// It looked, and the name has no address where it is (or its lookup failed).
+    NotFound(String),
+    /// It could not be asked (it went away, or did not answer).
+    Unreachable(String),
+}
 
 /// Something that can resolve names the host cannot: the attached container.
 pub trait PeerResolver: Send + Sync {
-    /// The addresses `name` has where the peer stands, or why it has none.
-    fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, String>>;
+    /// The addresses `name` has where the peer stands.
+    fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, PeerError>>;
 }
 
 /// Why a target has no address.
@@ -48,18 +68,48 @@ impl From<ResolveError> for io::Error {
     }
 }
 
-#[derive(Default)]
+/// What is known of a name, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// The host resolved it (its answers are not kept: the host's resolver caches).
+    OnHost,
+    /// The peer's last answer.
+    ByPeer(IpAddr),
+    /// The peer did not know it.
+    NotFound,
+}
+
+/// How the host resolves a name: its resolver, or a test's stand-in.
+type HostLookup = fn(String, u16) -> BoxFuture<'static, Result<SocketAddr, String>>;
+
 pub struct TargetResolver {
+    host: HostLookup,
     /// The attached peer, if any; replaced on attach and detach, read per lookup.
     peer: RwLock<Option<Arc<dyn PeerResolver>>>,
-    /// The peer's last answer for each name it resolved (see the module doc).
-    last_answers: Mutex<HashMap<Box<str>, IpAddr>>,
-    /// Told when an answer changed, for whoever keeps them (`daemon::resolved_names`).
+    known: Mutex<HashMap<Box<str>, (Known, Instant)>>,
+    /// Told when a peer's answer changed, for whoever keeps them (`daemon::resolved_names`).
     changed: Notify,
 }
 
+impl Default for TargetResolver {
+    fn default() -> Self {
+        TargetResolver {
+            host: |name, port| Box::pin(async move { lookup_on_host(&name, port).await }),
+            peer: RwLock::default(),
+            known: Mutex::default(),
+            changed: Notify::new(),
+        }
+    }
+}
+
+/// Whether `name` is a host name as Docker names containers: one label (a container's id or
+/// name), and not the one single label every host has.
+fn looks_like_a_container(name: &str) -> bool {
+    !name.contains('.') && !name.eq_ignore_ascii_case("localhost")
+}
+
 impl TargetResolver {
-    /// Names the host cannot resolve are asked of `peer` from now on.
+    /// Names are asked of `peer` from now on.
     pub fn attach(&self, peer: Arc<dyn PeerResolver>) {
         *self.peer.write().unwrap_or_else(|e| e.into_inner()) = Some(peer);
     }
@@ -73,39 +123,56 @@ impl TargetResolver {
         self.peer.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn last_answer(&self, name: &str) -> Option<IpAddr> {
-        self.lock_answers().get(name).copied()
+    fn lock_known(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (Known, Instant)>> {
+        // A panic while holding the lock cannot leave the map half-written.
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn known(&self, name: &str) -> Option<(Known, Instant)> {
+        self.lock_known().get(name).copied()
+    }
+
+    /// Records what is now known of `name`; returns what was known before.
+    fn learn(&self, name: &str, known: Known) -> Option<Known> {
+        let previous = self
+            .lock_known()
+            .insert(name.into(), (known, Instant::now()))
+            .map(|(known, _)| known);
+        let was_answer = |k: Option<Known>| matches!(k, Some(Known::ByPeer(_)));
+        if previous != Some(known) && (was_answer(Some(known)) || was_answer(previous)) {
+            // A stored permit: a change while nobody waits is not lost.
+            self.changed.notify_one();
+        }
+        previous
     }
 
     /// Answers from before (saved by the last daemon), to use until the peer gives its own.
     pub fn remember(&self, answers: BTreeMap<String, IpAddr>) {
-        let mut known = self.lock_answers();
+        let mut known = self.lock_known();
         for (name, ip) in answers {
-            known.entry(name.into()).or_insert(ip);
+            known
+                .entry(name.into())
+                .or_insert((Known::ByPeer(ip), Instant::now()));
         }
     }
 
-    /// Every name the peer resolved, with its last answer.
-    pub fn answers(&self) -> BTreeMap<String, IpAddr> {
-        self.lock_answers()
+    /// The peer's last answers for the names `keep` wants kept or that were resolved lately;
+    /// anything else known of other names is forgotten.
+    pub fn answers_to_keep(&self, keep: impl Fn(&str) -> bool) -> BTreeMap<String, IpAddr> {
+        let mut known = self.lock_known();
+        known.retain(|name, (_, since)| keep(name) || since.elapsed() < UNDEPLOYED_KEPT);
+        known
             .iter()
-            .map(|(name, ip)| (name.to_string(), *ip))
+            .filter_map(|(name, (known, _))| match known {
+                Known::ByPeer(ip) => Some((name.to_string(), *ip)),
+                _ => None,
+            })
             .collect()
     }
 
-    /// Forgets the answers for names `keep` says are no longer wanted (no target has them).
-    pub fn forget_unless(&self, keep: impl Fn(&str) -> bool) {
-        self.lock_answers().retain(|name, _| keep(name));
-    }
-
-    /// Completes once an answer changed since the last time this completed.
+    /// Completes once a peer's answer changed since the last time this completed.
     pub async fn answers_changed(&self) {
         self.changed.notified().await;
-    }
-
-    fn lock_answers(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, IpAddr>> {
-        // A panic while holding the lock cannot leave the map half-written.
-        self.last_answers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The address to connect to for `target` (port: the target's, or `port` when given).
@@ -123,52 +190,107 @@ impl TargetResolver {
             target: target.to_string(),
             why,
         };
-        // A name the peer answered before is not the host's: skip the host's lookup.
-        let host_error = if self.last_answer(name).is_none() {
-            match lookup_on_host(name, port).await {
-                Ok(address) => return Ok(address),
-                Err(error) => error,
-            }
-        } else {
-            String::from("it resolved through the attached kamal-proxy container before")
-        };
+        let known = self.known(name);
         let Some(peer) = self.peer() else {
-            return match self.last_answer(name) {
-                Some(ip) => Ok(SocketAddr::new(ip, port)),
-                None => Err(fail(format!(
+            // The container is away: its last answer, if it gave one, else the host's.
+            if let Some((Known::ByPeer(ip), _)) = known {
+                return Ok(SocketAddr::new(ip, port));
+            }
+            return match self.on_host(name, port).await {
+                Ok(address) => Ok(address),
+                Err(host_error) => Err(fail(format!(
                     "the host cannot resolve \"{name}\" ({host_error}), and no kamal-proxy \
                      container is attached to resolve it through Docker's DNS"
                 ))),
             };
         };
+        let peer_first = match known {
+            Some((Known::OnHost, _)) => false,
+            Some((Known::ByPeer(_), _)) => true,
+            _ => looks_like_a_container(name),
+        };
+        let mut host_error = None;
+        if !peer_first {
+            match self.on_host(name, port).await {
+                Ok(address) => return Ok(address),
+                Err(error) => host_error = Some(error),
+            }
+        }
+        let not_found = match self.ask_peer(peer.as_ref(), target, known).await {
+            Ok(ip) => return Ok(SocketAddr::new(ip, port)),
+            Err(PeerError::NotFound(why)) => why,
+            Err(PeerError::Unreachable(why)) => {
+                return match known {
+                    Some((Known::ByPeer(ip), _)) => {
+                        tracing::warn!(target = %target, error = %why, address = %ip, "Attached container did not answer; using its last answer");
+                        Ok(SocketAddr::new(ip, port))
+                    }
+                    _ => Err(fail(format!(
+                        "the attached kamal-proxy container could not be asked about \"{name}\": {why}"
+                    ))),
+                };
+            }
+        };
+        if host_error.is_none() {
+            match self.on_host(name, port).await {
+                Ok(address) => return Ok(address),
+                Err(error) => host_error = Some(error),
+            }
+        }
+        Err(fail(format!(
+            "neither the host ({}) nor the attached kamal-proxy container ({not_found}) knows \
+             \"{name}\" (is the container running, and on the kamal network?)",
+            host_error.unwrap_or_default()
+        )))
+    }
+
+    async fn on_host(&self, name: &str, port: u16) -> Result<SocketAddr, String> {
+        let address = (self.host)(name.to_string(), port).await?;
+        self.learn(name, Known::OnHost);
+        Ok(address)
+    }
+
+    /// The peer's answer for the target's name, unless it said "unknown" a moment ago.
+    async fn ask_peer(
+        &self,
+        peer: &dyn PeerResolver,
+        target: &TargetAddress,
+        known: Option<(Known, Instant)>,
+    ) -> Result<IpAddr, PeerError> {
+        let name = target.host();
+        if let Some((Known::NotFound, since)) = known {
+            if since.elapsed() < NOT_FOUND_TTL {
+                return Err(PeerError::NotFound("not found a moment ago".into()));
+            }
+        }
         let answer = tokio::time::timeout(LOOKUP_TIMEOUT, peer.resolve(name))
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {LOOKUP_TIMEOUT:?}")));
-        match answer.map(|addresses| addresses.first().copied()) {
-            Ok(Some(ip)) => {
-                let previous = self.lock_answers().insert(name.into(), ip);
-                if previous != Some(ip) {
-                    // A stored permit: a change while nobody waits is not lost.
-                    self.changed.notify_one();
-                    tracing::info!(target = %target, address = %ip, previous = ?previous, "Target resolved through the attached container");
+            .unwrap_or_else(|_| {
+                Err(PeerError::Unreachable(format!(
+                    "no answer within {}",
+                    crate::go_duration::format(LOOKUP_TIMEOUT)
+                )))
+            });
+        match answer {
+            Ok(addresses) => match addresses.first() {
+                Some(&ip) => {
+                    if let Some(Known::ByPeer(previous)) = self.learn(name, Known::ByPeer(ip)) {
+                        if previous != ip {
+                            tracing::info!(target = %target, address = %ip, previous = %previous, "Target moved to a new address");
+                        }
+                    }
+                    Ok(ip)
                 }
-                Ok(SocketAddr::new(ip, port))
-            }
-            Ok(None) => Err(fail(format!(
-                "neither the host nor the attached kamal-proxy container knows \"{name}\" \
-                 (is the container running, and on the kamal network?)"
-            ))),
-            Err(why) => match self.last_answer(name) {
-                // The peer is there but could not answer in time: the last answer beats none.
-                Some(ip) => {
-                    tracing::warn!(target = %target, error = %why, address = %ip, "Attached container could not resolve the target; using its last answer");
-                    Ok(SocketAddr::new(ip, port))
+                None => {
+                    self.learn(name, Known::NotFound);
+                    Err(PeerError::NotFound("no such name".into()))
                 }
-                None => Err(fail(format!(
-                    "the host cannot resolve \"{name}\" ({host_error}), nor can the attached \
-                     kamal-proxy container: {why}"
-                ))),
             },
+            Err(PeerError::NotFound(why)) => {
+                self.learn(name, Known::NotFound);
+                Err(PeerError::NotFound(why))
+            }
+            Err(unreachable) => Err(unreachable),
         }
     }
 }
@@ -178,7 +300,10 @@ async fn lookup_on_host(name: &str, port: u16) -> Result<SocketAddr, String> {
     match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
         Ok(Ok(mut addresses)) => addresses.next().ok_or_else(|| "no addresses".to_string()),
         Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no answer within {LOOKUP_TIMEOUT:?}")),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            crate::go_duration::format(LOOKUP_TIMEOUT)
+        )),
     }
 }
 
@@ -190,7 +315,7 @@ mod tests {
     /// A peer that knows one name, at an address the test can move.
     struct FakePeer {
         name: &'static str,
-        address: Mutex<Result<IpAddr, String>>,
+        answer: Mutex<Result<Vec<IpAddr>, PeerError>>,
         asked: AtomicUsize,
     }
 
@@ -198,25 +323,44 @@ mod tests {
         fn new(name: &'static str, address: &str) -> Arc<Self> {
             Arc::new(FakePeer {
                 name,
-                address: Mutex::new(Ok(address.parse().unwrap())),
+                answer: Mutex::new(Ok(vec![address.parse().unwrap()])),
                 asked: AtomicUsize::new(0),
             })
         }
 
-        fn move_to(&self, address: Result<&str, &str>) {
-            *self.address.lock().unwrap() =
-                address.map(|a| a.parse().unwrap()).map_err(str::to_string);
+        fn answer(&self, answer: Result<&str, PeerError>) {
+            *self.answer.lock().unwrap() = answer.map(|a| vec![a.parse().unwrap()]);
+        }
+
+        fn asked(&self) -> usize {
+            self.asked.load(Ordering::SeqCst)
         }
     }
 
     impl PeerResolver for FakePeer {
-        fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, String>> {
+        fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, PeerError>> {
             self.asked.fetch_add(1, Ordering::SeqCst);
             let answer = match name == self.name {
-                true => self.address.lock().unwrap().clone().map(|ip| vec![ip]),
+                true => self.answer.lock().unwrap().clone(),
                 false => Ok(vec![]),
             };
             Box::pin(async move { answer })
+        }
+    }
+
+    /// A resolver whose host knows `localhost` and `db.internal` only, asking no DNS server.
+    fn resolver() -> TargetResolver {
+        TargetResolver {
+            host: |name, port| {
+                Box::pin(async move {
+                    match name.as_str() {
+                        "localhost" => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+                        "db.internal" => Ok(SocketAddr::from(([10, 0, 0, 9], port))),
+                        _ => Err("Name or service not known".into()),
+                    }
+                })
+            },
+            ..TargetResolver::default()
         }
     }
 
@@ -230,7 +374,7 @@ mod tests {
 
     #[tokio::test]
     async fn takes_addresses_as_they_are_and_asks_the_host_for_its_names() {
-        let resolver = TargetResolver::default();
+        let resolver = resolver();
         assert_eq!(
             resolver.resolve(&target("127.0.0.1:3000"), None).await,
             Ok(addr("127.0.0.1:3000"))
@@ -239,34 +383,43 @@ mod tests {
             resolver.resolve(&target("[::1]:3000"), Some(81)).await,
             Ok(addr("[::1]:81"))
         );
-        let localhost = resolver.resolve(&target("localhost:3000"), None).await;
-        assert!(localhost.unwrap().ip().is_loopback());
+        let peer = FakePeer::new("localhost", "172.18.0.5");
+        resolver.attach(peer.clone());
+        assert_eq!(
+            resolver.resolve(&target("localhost:3000"), None).await,
+            Ok(addr("127.0.0.1:3000"))
+        );
+        assert_eq!(
+            resolver.resolve(&target("db.internal:5432"), None).await,
+            Ok(addr("10.0.0.9:5432"))
+        );
+        assert_eq!(peer.asked(), 0, "host names are the host's");
     }
 
     #[tokio::test]
     async fn asks_the_peer_afresh_each_time_and_follows_a_moved_container() {
-        let resolver = TargetResolver::default();
-        let peer = FakePeer::new("a1b2c3d4e5f6.invalid", "172.18.0.5");
+        let resolver = resolver();
+        let peer = FakePeer::new("a1b2c3d4e5f6", "172.18.0.5");
         resolver.attach(peer.clone());
-        let app = target("a1b2c3d4e5f6.invalid:80");
+        let app = target("a1b2c3d4e5f6:80");
         assert_eq!(
             resolver.resolve(&app, None).await,
             Ok(addr("172.18.0.5:80"))
         );
-        peer.move_to(Ok("172.18.0.9"));
+        peer.answer(Ok("172.18.0.9"));
         assert_eq!(
             resolver.resolve(&app, None).await,
             Ok(addr("172.18.0.9:80"))
         );
-        assert_eq!(peer.asked.load(Ordering::SeqCst), 2);
+        assert_eq!(peer.asked(), 2);
     }
 
     #[tokio::test]
-    async fn keeps_the_last_answer_while_no_peer_can_answer() {
-        let resolver = TargetResolver::default();
-        let peer = FakePeer::new("a1b2c3d4e5f6.invalid", "172.18.0.5");
+    async fn keeps_the_last_answer_only_while_the_peer_cannot_be_asked() {
+        let resolver = resolver();
+        let peer = FakePeer::new("a1b2c3d4e5f6", "172.18.0.5");
         resolver.attach(peer.clone());
-        let app = target("a1b2c3d4e5f6.invalid:80");
+        let app = target("a1b2c3d4e5f6:80");
         resolver.resolve(&app, None).await.unwrap();
         resolver.detach();
         assert_eq!(
@@ -274,25 +427,52 @@ mod tests {
             Ok(addr("172.18.0.5:80"))
         );
         resolver.attach(peer.clone());
-        peer.move_to(Err("docker's DNS timed out"));
+        peer.answer(Err(PeerError::Unreachable("went away".into())));
         assert_eq!(
             resolver.resolve(&app, None).await,
             Ok(addr("172.18.0.5:80"))
         );
+        // The container stopped: Docker's DNS no longer knows it, and its old address may be
+        // another container's by now.
+        peer.answer(Err(PeerError::NotFound(
+            "Temporary failure in name resolution".into(),
+        )));
+        let error = resolver.resolve(&app, None).await.unwrap_err().to_string();
+        assert!(
+            error.contains("Temporary failure in name resolution"),
+            "{error}"
+        );
+        resolver.detach();
+        assert!(
+            resolver.resolve(&app, None).await.is_err(),
+            "no stale answer"
+        );
+    }
+
+    #[tokio::test]
+    async fn does_not_ask_again_at_once_about_a_name_the_peer_did_not_know() {
+        let resolver = resolver();
+        let peer = FakePeer::new("other", "172.18.0.5");
+        resolver.attach(peer.clone());
+        let app = target("a1b2c3d4e5f6:80");
+        for _ in 0..5 {
+            assert!(resolver.resolve(&app, None).await.is_err());
+        }
+        assert_eq!(peer.asked(), 1);
     }
 
     #[tokio::test]
     async fn serves_remembered_answers_until_the_peer_answers_and_tells_of_changes() {
-        let resolver = TargetResolver::default();
-        let app = target("a1b2c3d4e5f6.invalid:80");
+        let resolver = resolver();
+        let app = target("a1b2c3d4e5f6:80");
         let saved = BTreeMap::from([(app.host().to_string(), "172.18.0.5".parse().unwrap())]);
         resolver.remember(saved.clone());
         assert_eq!(
             resolver.resolve(&app, None).await,
             Ok(addr("172.18.0.5:80"))
         );
-        assert_eq!(resolver.answers(), saved);
-        resolver.attach(FakePeer::new("a1b2c3d4e5f6.invalid", "172.18.0.7"));
+        assert_eq!(resolver.answers_to_keep(|_| true), saved);
+        resolver.attach(FakePeer::new("a1b2c3d4e5f6", "172.18.0.7"));
         assert_eq!(
             resolver.resolve(&app, None).await,
             Ok(addr("172.18.0.7:80"))
@@ -300,25 +480,28 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), resolver.answers_changed())
             .await
             .expect("the change was told");
-        resolver.forget_unless(|name| name != app.host());
-        assert!(resolver.answers().is_empty());
+        assert_eq!(
+            resolver.answers_to_keep(|_| false).len(),
+            1,
+            "resolved lately"
+        );
     }
 
     #[tokio::test]
     async fn names_the_target_and_why_when_nobody_can_resolve_it() {
-        let resolver = TargetResolver::default();
-        let app = target("a1b2c3d4e5f6.invalid:80");
+        let resolver = resolver();
+        let app = target("a1b2c3d4e5f6:80");
         let error = resolver.resolve(&app, None).await.unwrap_err().to_string();
-        assert!(
-            error.starts_with(
-                "cannot resolve target \"a1b2c3d4e5f6.invalid:80\": the host cannot resolve"
-            ) && error.contains("no kamal-proxy container is attached"),
-            "{error}"
+        assert_eq!(
+            error,
+            "cannot resolve target \"a1b2c3d4e5f6:80\": the host cannot resolve \"a1b2c3d4e5f6\" \
+             (Name or service not known), and no kamal-proxy container is attached to resolve it \
+             through Docker's DNS"
         );
-        resolver.attach(FakePeer::new("other.invalid", "172.18.0.5"));
+        resolver.attach(FakePeer::new("other", "172.18.0.5"));
         let error = resolver.resolve(&app, None).await.unwrap_err().to_string();
         assert!(
-            error.contains("neither the host nor the attached kamal-proxy container knows"),
+            error.contains("neither the host (Name or service not known) nor the attached kamal-proxy container (no such name) knows \"a1b2c3d4e5f6\""),
             "{error}"
         );
     }

@@ -112,6 +112,8 @@ pub struct Proxy {
     run_args: Vec<String>,
     /// The metrics port the daemon reported in `Server started`, if it serves metrics.
     metrics_port: Option<u16>,
+    /// Whether the daemon runs with a DNS of its own (`start_without_dns`).
+    private_dns: bool,
 }
 
 /// How a test daemon is started: everything but the temp directory.
@@ -120,6 +122,7 @@ struct Launch<'a> {
     bus: Option<&'a str>,
     env: &'a [(&'a str, &'a str)],
     run_args: &'a [&'a str],
+    private_dns: bool,
 }
 
 impl Proxy {
@@ -156,6 +159,21 @@ impl Proxy {
         )
     }
 
+    /// A daemon whose host resolver asks no DNS server beyond loopback (see
+    /// [`with_own_files`]), for tests of names the host cannot resolve; `None` where this
+    /// machine cannot give a process files of its own.
+    pub fn start_without_dns() -> Option<Proxy> {
+        can_give_own_files().then(|| {
+            Self::launch(
+                Launch {
+                    private_dns: true,
+                    ..Launch::default()
+                },
+                |_| {},
+            )
+        })
+    }
+
     /// A daemon serving only its socket, run with `run_args` added to the usual flags.
     pub fn start_with_run_args(run_args: &[&str]) -> Proxy {
         Self::launch(
@@ -187,6 +205,7 @@ impl Proxy {
                 .collect(),
             run_args: launch.run_args.iter().map(|arg| arg.to_string()).collect(),
             metrics_port: None,
+            private_dns: launch.private_dns,
         };
         proxy.spawn();
         proxy
@@ -249,9 +268,23 @@ impl Proxy {
         command
     }
 
+    /// An `/etc/resolv.conf` naming only a server on loopback, where none listens: every
+    /// DNS lookup fails at once, and none leaves the machine.
+    pub fn loopback_resolv_conf(&self) -> PathBuf {
+        let path = self.dir.path().join("resolv.conf");
+        std::fs::write(&path, "nameserver 127.0.0.1\n").expect("write resolv.conf");
+        path
+    }
+
     fn spawn(&mut self) {
-        let mut child = self
-            .command()
+        let mut command = self.command();
+        if self.private_dns {
+            command = with_own_files(
+                &command,
+                &[(&self.loopback_resolv_conf(), "/etc/resolv.conf")],
+            );
+        }
+        let mut child = command
             .args([
                 "--bus",
                 &self.bus,
@@ -454,6 +487,43 @@ impl Drop for Proxy {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether this machine lets a test give a process files of its own (root, and
+/// `unshare --mount`).
+pub fn can_give_own_files() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// `command` (its program, arguments and environment) run in a mount namespace of its own in
+/// which each `(file, over)` is bind-mounted over the path `over`: a private `/etc/hosts` or
+/// `/etc/resolv.conf`, say. More arguments may be added to the result. Needs
+/// [`can_give_own_files`].
+pub fn with_own_files(command: &Command, files: &[(&std::path::Path, &str)]) -> Command {
+    let mounts: String = (0..files.len())
+        .map(|i| format!("mount --bind \"${}\" \"${}\" && ", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let shift = 2 * files.len();
+    let mut wrapped = Command::new("unshare");
+    wrapped.args(["--mount", "sh", "-c"]);
+    wrapped.arg(format!("{mounts}shift {shift} && exec \"$@\""));
+    wrapped.arg("sh");
+    for (file, over) in files {
+        wrapped.arg(file).arg(over);
+    }
+    wrapped.arg(command.get_program()).args(command.get_args());
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(name, value),
+            None => wrapped.env_remove(name),
+        };
+    }
+    wrapped
 }
 
 /// Asserts a CLI call exited 0 and printed nothing.
