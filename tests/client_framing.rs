@@ -1,7 +1,7 @@
 //! How the proxy's HTTP/1.1 listener treats its clients, byte for byte: the contract any
 //! client-facing server must keep.
 //!
-//! That server is our own (`src/proxy/client/`). These tests were written against hyper's
+//! That server is our own (`src/proxy/h1/server/`). These tests were written against hyper's
 //! `server::conn::http1`, which it replaced, and pin what hyper did, so the replacement is
 //! held to the same behaviour; the few written since cover what it decides itself. They
 //! cover:

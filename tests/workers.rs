@@ -1,6 +1,6 @@
 //! How the proxy spreads client connections over its worker threads. All workers accept on
 //! the same listening socket, and the first to wake would take a whole burst of
-//! connections; a worker ahead of the others hands connections on (`src/proxy/handoff.rs`),
+//! connections; a worker ahead of the others hands connections on (`src/proxy/listen/handoff.rs`),
 //! so a burst, as a load balancer or wrk opens, keeps every core busy.
 //!
 //! What each worker did is read from the kernel: the CPU time of each worker thread

@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 
-use super::client_ip::X_FORWARDED_FOR;
-use super::ip_text::IpText;
-use super::proxy_response::HeaderValues;
-use super::request_stamp::{RequestId, RequestStamp};
 use crate::logging::LoggedHeader;
 use crate::logging::{
     key, JournalRecord, JsonLine, Key, LogFields, LogMirror, RequestOutput, TextLine, PRIORITY_INFO,
 };
 use crate::metrics::RequestMetrics;
+use crate::proxy::body::proxy_response::HeaderValues;
+use crate::proxy::listen::ip_text::IpText;
+use crate::proxy::pipeline::client_ip::X_FORWARDED_FOR;
+use crate::proxy::pipeline::request_stamp::{RequestId, RequestStamp};
 
 /// nginx's "client closed request": logged when the client left before its response was
 /// complete; never actually sent (Go's choice).

@@ -10,8 +10,8 @@
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
-use super::header_maps;
-use super::target_fields::TargetFields;
+use crate::proxy::h1::client::target_fields::TargetFields;
+use crate::proxy::h1::header_maps;
 
 /// Header values by name, from a map or from a response whose target fields are still text.
 pub trait HeaderValues {
@@ -163,7 +163,7 @@ impl<B> ProxyResponse<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::target_fields;
+    use crate::proxy::h1::client::target_fields;
     use http::header::{CONNECTION, SET_COOKIE};
 
     fn proxied() -> ProxyResponse<()> {

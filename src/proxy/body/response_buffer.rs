@@ -8,12 +8,12 @@
 
 use std::sync::Arc;
 
-use super::forward::ForwardError;
-use super::proxy_response::{HeaderValues, ProxyResponse};
-use super::relay_body::{RelayBody, ResponseBody};
-use super::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
-use super::upstream_body::UpstreamBody;
 use crate::error_chain::error_chain;
+use crate::proxy::body::proxy_response::{HeaderValues, ProxyResponse};
+use crate::proxy::body::relay_body::{RelayBody, ResponseBody};
+use crate::proxy::body::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
+use crate::proxy::h1::client::upstream_body::UpstreamBody;
+use crate::proxy::pipeline::forward::ForwardError;
 use crate::service::options::TargetOptions;
 use http_body::Body;
 

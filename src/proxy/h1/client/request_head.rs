@@ -15,8 +15,8 @@ use http::header::{HeaderName, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::request::Parts;
 use http_body::SizeHint;
 
-use super::forwarded_headers::ForwardedHeaders;
-use super::request_stamp::RequestStamp;
+use crate::proxy::pipeline::forwarded_headers::ForwardedHeaders;
+use crate::proxy::pipeline::request_stamp::RequestStamp;
 
 /// How the request body goes to the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

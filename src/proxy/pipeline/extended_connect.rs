@@ -23,8 +23,8 @@ use http::{Method, Request, StatusCode};
 use hyper::ext::Protocol;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::forward::ForwardError;
-use super::proxy_response::ProxyResponse;
+use crate::proxy::body::proxy_response::ProxyResponse;
+use crate::proxy::pipeline::forward::ForwardError;
 
 /// RFC 6455 §1.3: appended to the key before hashing it into `Sec-WebSocket-Accept`.
 const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -138,7 +138,7 @@ impl Handshake {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::target_fields;
+    use crate::proxy::h1::client::target_fields;
     use http::header::{SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION};
     use http::Response;
 

@@ -23,9 +23,9 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::relay_body::{RelayBody, RelayError};
-use super::request_head::{chunk_header, BodyFraming};
-use super::response_head::{self, HeadError, ResponseHead};
+use crate::proxy::body::relay_body::{RelayBody, RelayError};
+use crate::proxy::h1::client::request_head::{chunk_header, BodyFraming};
+use crate::proxy::h1::client::response_head::{self, HeadError, ResponseHead};
 
 /// TCP keep-alive probes on upstream connections, to notice a target host that vanished.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);

@@ -28,11 +28,11 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::error_page;
-use super::forward::ForwardError;
-use super::forwarded_headers::ForwardedHeaders;
-use super::ip_text::IpText;
 use crate::error_chain::error_chain;
+use crate::proxy::listen::ip_text::IpText;
+use crate::proxy::pipeline::error_page;
+use crate::proxy::pipeline::forward::ForwardError;
+use crate::proxy::pipeline::forwarded_headers::ForwardedHeaders;
 use crate::service::load_balancer::RequestKind;
 use crate::service::pause_controller::PauseWaitAction;
 use crate::service::target::InflightGuard;

@@ -15,8 +15,8 @@ use std::iter;
 use http::header::{HeaderName, HeaderValue, HOST};
 use http::HeaderMap;
 
-use super::ip_text::IpText;
-use super::request_head::{push_list, HeaderLines};
+use crate::proxy::h1::client::request_head::{push_list, HeaderLines};
+use crate::proxy::listen::ip_text::IpText;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");

@@ -16,10 +16,10 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::net::TcpStream;
 
-use super::chunked::ChunkedError;
-use super::message_body::{BodyState, Framing, Step};
-use super::upstream_connection::{UpstreamConnection, READ_RESERVE};
-use super::upstream_pool::Checkin;
+use crate::proxy::h1::chunked::ChunkedError;
+use crate::proxy::h1::client::upstream_connection::{UpstreamConnection, READ_RESERVE};
+use crate::proxy::h1::client::upstream_pool::Checkin;
+use crate::proxy::h1::message_body::{BodyState, Framing, Step};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamBodyError {

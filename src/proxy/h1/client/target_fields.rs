@@ -18,7 +18,7 @@ use std::ops::Range;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::headers::KnownField;
+use crate::proxy::h1::headers::KnownField;
 
 #[derive(Debug, Default)]
 pub struct TargetFields {

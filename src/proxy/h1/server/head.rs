@@ -15,10 +15,10 @@ use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, Method, Request, StatusCode, Uri, Version};
 
-use crate::proxy::header_block::{self, BlockError, Spans, MAX_HEAD_LEN};
-use crate::proxy::header_maps;
-use crate::proxy::headers;
-use crate::proxy::message_body::{self, Framing};
+use crate::proxy::h1::header_block::{self, BlockError, Spans, MAX_HEAD_LEN};
+use crate::proxy::h1::header_maps;
+use crate::proxy::h1::headers;
+use crate::proxy::h1::message_body::{self, Framing};
 
 /// The longest request target the `http` crate's `Uri` takes.
 const MAX_URI_LEN: usize = 65534;

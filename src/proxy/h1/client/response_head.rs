@@ -13,10 +13,10 @@
 use bytes::{Buf, BytesMut};
 use http::{Method, StatusCode};
 
-use super::header_block::{self, BlockError, MAX_HEADERS, MAX_HEAD_LEN};
-use super::headers::{self, KnownField};
-use super::message_body::{self, Framing};
-use super::target_fields::{FieldCopy, TargetFields};
+use crate::proxy::h1::client::target_fields::{FieldCopy, TargetFields};
+use crate::proxy::h1::header_block::{self, BlockError, MAX_HEADERS, MAX_HEAD_LEN};
+use crate::proxy::h1::headers::{self, KnownField};
+use crate::proxy::h1::message_body::{self, Framing};
 
 /// A parsed head: the status and the fields to pass on, how the body is framed, and
 /// whether the connection can carry another request once the body is read.

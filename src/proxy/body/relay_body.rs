@@ -13,9 +13,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use super::request_body::{RequestBody, RequestBodyError};
-use super::spill_buffer::SpilledBody;
-use super::upstream_body::UpstreamBody;
+use crate::proxy::body::request_body::{RequestBody, RequestBodyError};
+use crate::proxy::body::spill_buffer::SpilledBody;
+use crate::proxy::h1::client::upstream_body::UpstreamBody;
 
 /// `B` is the streamed body: the client's `RequestBody` on the way up, the target's
 /// `UpstreamBody` on the way down. A buffered body is boxed: it is the rare case, several

@@ -27,12 +27,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::body::ProxyBody;
-use super::client;
-use super::handler::Handler;
-use super::handoff::{Handoff, Placed};
-use super::request_body::RequestBody;
-use super::request_log::{ListenerInfo, Peer};
+use crate::proxy::body::proxy_body::ProxyBody;
+use crate::proxy::body::request_body::RequestBody;
+use crate::proxy::h1::server;
+use crate::proxy::listen::handoff::{Handoff, Placed};
+use crate::proxy::pipeline::handler::Handler;
+use crate::proxy::request_log::{ListenerInfo, Peer};
 use crate::tls::{HttpsAcceptor, ACME_TLS_ALPN};
 
 /// How long in-flight requests may run after shutdown begins (Go's limit).
@@ -162,9 +162,9 @@ pub async fn serve(
     info: ListenerInfo,
     shutdown: CancellationToken,
 ) {
-    let notice = client::ShutdownNotice::of(&shutdown);
+    let notice = server::ShutdownNotice::of(&shutdown);
     accept_loop(listener, handoff, info, shutdown, move |stream, peer, _| {
-        client::serve(stream, peer, Arc::clone(&handler), Arc::clone(&notice))
+        server::serve(stream, peer, Arc::clone(&handler), Arc::clone(&notice))
     })
     .await;
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::client::{ClientBody, ClientBodyError};
+use crate::proxy::h1::server::{ClientBody, ClientBodyError};
 
 pub enum RequestBody {
     Hyper(Incoming),

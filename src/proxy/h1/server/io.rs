@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use crate::proxy::message_body::BodyState;
+use crate::proxy::h1::message_body::BodyState;
 
 /// Free space a read of a request head or body makes room for.
 pub const READ_RESERVE: usize = 8 * 1024;

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Method, Response, StatusCode, Uri};
 
-use super::body::ProxyBody;
-use super::request_log::RequestLog;
+use crate::proxy::body::proxy_body::ProxyBody;
+use crate::proxy::request_log::RequestLog;
 use crate::service::Service;
 
 /// What about a request's URL the service insists on.

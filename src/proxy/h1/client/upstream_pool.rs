@@ -23,12 +23,12 @@ use http::uri::Authority;
 use http::{Method, StatusCode};
 use http_body::Body;
 
-use super::header_maps;
-use super::proxy_response::ProxyResponse;
-use super::relay_body::RelayBody;
-use super::request_head::{self, AddedHeaders, BodyFraming};
-use super::upstream_body::UpstreamBody;
-use super::upstream_connection::{ExchangeError, Exchanged, UpstreamConnection};
+use crate::proxy::body::proxy_response::ProxyResponse;
+use crate::proxy::body::relay_body::RelayBody;
+use crate::proxy::h1::client::request_head::{self, AddedHeaders, BodyFraming};
+use crate::proxy::h1::client::upstream_body::UpstreamBody;
+use crate::proxy::h1::client::upstream_connection::{ExchangeError, Exchanged, UpstreamConnection};
+use crate::proxy::h1::header_maps;
 use crate::service::target::Target;
 
 /// Idle connections kept per target, enough for a busy app server's worker pool.

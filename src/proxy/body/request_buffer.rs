@@ -12,11 +12,11 @@ use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::request::Parts;
 use http_body::Body;
 
-use super::forward::ForwardError;
-use super::relay_body::RelayBody;
-use super::request_body::RequestBody;
-use super::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
 use crate::error_chain::error_chain;
+use crate::proxy::body::relay_body::RelayBody;
+use crate::proxy::body::request_body::RequestBody;
+use crate::proxy::body::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
+use crate::proxy::pipeline::forward::ForwardError;
 use crate::service::options::TargetOptions;
 
 /// The body to send, for the request whose head is `head` (which gains the length).

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use super::io::{ClientIo, READ_RESERVE};
-use crate::proxy::chunked::ChunkedError;
-use crate::proxy::message_body::Step;
+use crate::proxy::h1::chunked::ChunkedError;
+use crate::proxy::h1::message_body::Step;
 
 /// What a client that waits before sending its body is told.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";

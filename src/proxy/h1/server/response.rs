@@ -20,13 +20,13 @@ use http_body::{Body, SizeHint};
 
 use super::date;
 use super::io::ClientIo;
-use crate::proxy::body::ProxyBody;
-use crate::proxy::header_maps;
-use crate::proxy::headers;
-use crate::proxy::message_body::Framing;
-use crate::proxy::proxy_response::ProxyResponse;
-use crate::proxy::request_head::chunk_header;
-use crate::proxy::target_fields::TargetFields;
+use crate::proxy::body::proxy_body::ProxyBody;
+use crate::proxy::body::proxy_response::ProxyResponse;
+use crate::proxy::h1::client::request_head::chunk_header;
+use crate::proxy::h1::client::target_fields::TargetFields;
+use crate::proxy::h1::header_maps;
+use crate::proxy::h1::headers;
+use crate::proxy::h1::message_body::Framing;
 
 /// Body bytes gathered behind the head before they are written.
 const GATHER: usize = 16 * 1024;

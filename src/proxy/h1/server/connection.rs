@@ -38,16 +38,16 @@ use super::head::{self, HeadError, RequestHead};
 use super::io::{ClientIo, READ_RESERVE};
 use super::response::{self, Asked, Outcome};
 use super::shutdown_notice::{ShutdownNotice, Watch};
-use crate::proxy::body::ProxyBody;
-use crate::proxy::client_upgrade::{PendingUpgrade, PlainUpgraded};
-use crate::proxy::handler::Handler;
-use crate::proxy::header_block::MAX_HEAD_LEN;
-use crate::proxy::headers;
-use crate::proxy::message_body::{BodyState, Framing};
-use crate::proxy::proxy_response::ProxyResponse;
-use crate::proxy::request_body::RequestBody;
+use crate::proxy::body::proxy_body::ProxyBody;
+use crate::proxy::body::proxy_response::ProxyResponse;
+use crate::proxy::body::request_body::RequestBody;
+use crate::proxy::h1::header_block::MAX_HEAD_LEN;
+use crate::proxy::h1::headers;
+use crate::proxy::h1::message_body::{BodyState, Framing};
+use crate::proxy::listen::accept::FIRST_REQUEST_GRACE;
+use crate::proxy::pipeline::client_upgrade::{PendingUpgrade, PlainUpgraded};
+use crate::proxy::pipeline::handler::Handler;
 use crate::proxy::request_log::Peer;
-use crate::proxy::server::FIRST_REQUEST_GRACE;
 
 /// How long a request head may take to arrive, counting the idle time before it (hyper's
 /// default, which this replaces).

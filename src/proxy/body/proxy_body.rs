@@ -15,8 +15,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use super::relay_body::ResponseBody;
-use super::request_log::RequestLog;
+use crate::proxy::body::relay_body::ResponseBody;
+use crate::proxy::request_log::RequestLog;
 use crate::service::target::InflightGuard;
 
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;

@@ -9,7 +9,7 @@
 use bytes::{Bytes, BytesMut};
 use http_body::SizeHint;
 
-use super::chunked::{ChunkedDecoder, ChunkedError, Decoded};
+use crate::proxy::h1::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 
 /// How the body after a head is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
