@@ -15,7 +15,7 @@ use std::iter;
 use http::header::{HeaderName, HeaderValue, HOST};
 use http::HeaderMap;
 
-use crate::proxy::h1::client::request_head::{push_list, HeaderLines};
+use crate::proxy::h1::header_lines::{push_list, HeaderLines};
 use crate::proxy::listen::ip_text::IpText;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -11,7 +11,7 @@
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
-use crate::proxy::h1::client::request_head::HeaderLines;
+use crate::proxy::h1::header_lines::HeaderLines;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");

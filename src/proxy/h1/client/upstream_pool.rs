@@ -25,7 +25,7 @@ use http_body::Body;
 
 use crate::proxy::body::proxy_response::ProxyResponse;
 use crate::proxy::body::relay_body::RelayBody;
-use crate::proxy::h1::client::request_head::{self, AddedHeaders, BodyFraming};
+use crate::proxy::h1::client::request_head::{self, AddedLines, BodyFraming};
 use crate::proxy::h1::client::upstream_body::UpstreamBody;
 use crate::proxy::h1::client::upstream_connection::{ExchangeError, Exchanged, UpstreamConnection};
 use crate::proxy::h1::header_maps;
@@ -135,7 +135,7 @@ impl UpstreamPool {
         to: &Target,
         parts: &mut Parts,
         body: RelayBody,
-        added: &AddedHeaders<'_>,
+        added: &impl AddedLines,
     ) -> Result<ProxyResponse<UpstreamBody>, UpstreamError> {
         let target = to.authority();
         let framing = BodyFraming::of(body.is_end_stream(), &body.size_hint());
