@@ -12,12 +12,14 @@ use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::request::Parts;
 use http_body::Body;
 
-use crate::error_chain::error_chain;
 use crate::proxy::body::relay_body::RelayBody;
-use crate::proxy::body::request_body::RequestBody;
+use crate::proxy::body::request_body::{RequestBody, RequestBodyError};
 use crate::proxy::body::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
-use crate::proxy::pipeline::forward::ForwardError;
 use crate::service::options::TargetOptions;
+
+/// Why a request body could not be held: the client's body failed, or the buffer did (a
+/// body over the limit is `SpillError::TooLarge`); the pipeline decides the status.
+pub type RequestBufferError = FillError<RequestBodyError>;
 
 /// The body to send, for the request whose head is `head` (which gains the length).
 pub async fn buffer(
@@ -25,10 +27,10 @@ pub async fn buffer(
     body: RequestBody,
     options: &TargetOptions,
     dir: &Arc<SpillDir>,
-) -> Result<RelayBody, ForwardError> {
+) -> Result<RelayBody, RequestBufferError> {
     let limit = options.max_request_body_size;
     if limit > 0 && body.size_hint().lower() > limit {
-        return Err(ForwardError::RequestTooLarge);
+        return Err(FillError::Spill(SpillError::TooLarge(limit)));
     }
     if body.is_end_stream() {
         // Nothing to hold (and an upgrade request keeps its connection untouched).
@@ -44,17 +46,10 @@ async fn fill(
     body: RequestBody,
     options: &TargetOptions,
     dir: &Arc<SpillDir>,
-) -> Result<RelayBody, ForwardError> {
+) -> Result<RelayBody, RequestBufferError> {
     let limit = options.max_request_body_size;
     let buffer = SpillBuffer::new(Arc::clone(dir), options.max_memory_buffer_size, limit);
-    let body = buffer
-        .read_to_end(body)
-        .await
-        .map_err(|error| match error {
-            FillError::Body(error) => ForwardError::from_client_body(&error),
-            FillError::Spill(SpillError::TooLarge(_)) => ForwardError::RequestTooLarge,
-            FillError::Spill(error) => ForwardError::Spill(error_chain(&error)),
-        })?;
+    let body = buffer.read_to_end(body).await?;
     head.headers
         .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     Ok(RelayBody::Buffered(Box::new(body)))

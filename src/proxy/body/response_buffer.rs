@@ -8,29 +8,31 @@
 
 use std::sync::Arc;
 
-use crate::error_chain::error_chain;
 use crate::proxy::body::proxy_response::{HeaderValues, ProxyResponse};
 use crate::proxy::body::relay_body::{RelayBody, ResponseBody};
 use crate::proxy::body::spill_buffer::{FillError, SpillBuffer, SpillDir, SpillError};
-use crate::proxy::h1::client::upstream_body::UpstreamBody;
-use crate::proxy::pipeline::forward::ForwardError;
+use crate::proxy::h1::client::upstream_body::{UpstreamBody, UpstreamBodyError};
 use crate::service::options::TargetOptions;
 use http_body::Body;
 
 const EVENT_STREAM: &[u8] = b"text/event-stream";
 
+/// Why a response body could not be held: the target's body failed, or the buffer did (a
+/// body over the limit is `SpillError::TooLarge`); the pipeline decides the status.
+pub type ResponseBufferError = FillError<UpstreamBodyError>;
+
 pub async fn buffer(
     response: ProxyResponse<UpstreamBody>,
     options: &TargetOptions,
     dir: &Arc<SpillDir>,
-) -> Result<ProxyResponse<ResponseBody>, ForwardError> {
+) -> Result<ProxyResponse<ResponseBody>, ResponseBufferError> {
     if is_event_stream(response.content_type()) {
         return Ok(response.map(RelayBody::Streamed));
     }
     let (head, body) = response.into_parts();
     let limit = options.max_response_body_size;
     if limit > 0 && body.size_hint().lower() > limit {
-        return Err(ForwardError::ResponseTooLarge);
+        return Err(FillError::Spill(SpillError::TooLarge(limit)));
     }
     // A body read whole with its head is as good as buffered: the target's connection goes
     // back to the pool as its last byte is taken, before any of it is written to the client.
@@ -46,17 +48,10 @@ async fn fill(
     body: UpstreamBody,
     options: &TargetOptions,
     dir: &Arc<SpillDir>,
-) -> Result<ProxyResponse<ResponseBody>, ForwardError> {
+) -> Result<ProxyResponse<ResponseBody>, ResponseBufferError> {
     let limit = options.max_response_body_size;
     let buffer = SpillBuffer::new(Arc::clone(dir), options.max_memory_buffer_size, limit);
-    let body = buffer
-        .read_to_end(body)
-        .await
-        .map_err(|error| match error {
-            FillError::Body(error) => ForwardError::Unreachable(error_chain(&error)),
-            FillError::Spill(SpillError::TooLarge(_)) => ForwardError::ResponseTooLarge,
-            FillError::Spill(error) => ForwardError::Spill(error_chain(&error)),
-        })?;
+    let body = buffer.read_to_end(body).await?;
     Ok(head.map(|()| RelayBody::Buffered(Box::new(body))))
 }
 

@@ -26,8 +26,10 @@ use tokio_util::task::TaskTracker;
 use crate::proxy::body::proxy_response::ProxyResponse;
 use crate::proxy::body::relay_body::{RelayBody, RelayError, ResponseBody};
 use crate::proxy::body::request_body::{RequestBody, RequestBodyError};
+use crate::proxy::body::request_buffer::{self, RequestBufferError};
+use crate::proxy::body::response_buffer::{self, ResponseBufferError};
 use crate::proxy::body::spill_buffer::SpillDir;
-use crate::proxy::body::{request_buffer, response_buffer};
+use crate::proxy::body::spill_buffer::{FillError, SpillError};
 use crate::proxy::h1::client::upstream_body::TargetTunnel;
 use crate::proxy::h1::client::upstream_connection::ExchangeError;
 use crate::proxy::h1::client::upstream_pool::{UpstreamError, UpstreamPool};
@@ -103,6 +105,26 @@ impl ForwardError {
         }
     }
 
+    /// A request body that could not be buffered: the client's fault, or over the limit,
+    /// or the spill file's.
+    fn from_request_buffer(error: RequestBufferError) -> Self {
+        match error {
+            FillError::Body(error) => Self::from_client_body(&error),
+            FillError::Spill(SpillError::TooLarge(_)) => ForwardError::RequestTooLarge,
+            FillError::Spill(error) => ForwardError::Spill(error_chain(&error)),
+        }
+    }
+
+    /// A response body that could not be buffered: the target's fault, or over the limit,
+    /// or the spill file's.
+    fn from_response_buffer(error: ResponseBufferError) -> Self {
+        match error {
+            FillError::Body(error) => ForwardError::Unreachable(error_chain(&error)),
+            FillError::Spill(SpillError::TooLarge(_)) => ForwardError::ResponseTooLarge,
+            FillError::Spill(error) => ForwardError::Spill(error_chain(&error)),
+        }
+    }
+
     /// A failed exchange: the body we were sending may be what failed, and then whose fault
     /// it was decides the status; otherwise the target is to blame.
     fn from_exchange(error: &UpstreamError) -> Self {
@@ -173,7 +195,9 @@ async fn exchange(
 ) -> Result<ProxyResponse<ResponseBody>, ForwardError> {
     let Outgoing { head, body } = request;
     let body = if options.buffer_requests {
-        request_buffer::buffer(head, body, options, spill_dir).await?
+        request_buffer::buffer(head, body, options, spill_dir)
+            .await
+            .map_err(ForwardError::from_request_buffer)?
     } else {
         RelayBody::Streamed(body)
     };
@@ -189,7 +213,9 @@ async fn exchange(
         None => return Err(ForwardError::Timeout),
     };
     if options.buffer_responses && response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        response_buffer::buffer(response, options, spill_dir).await
+        response_buffer::buffer(response, options, spill_dir)
+            .await
+            .map_err(ForwardError::from_response_buffer)
     } else {
         Ok(response.map(RelayBody::Streamed))
     }
